@@ -1,0 +1,252 @@
+//! The uverbs command layer: one `write(2)` on the context's command fd per
+//! command, answered in place by the kernel, turned into `Result<_, Errno>`.
+//!
+//! Legacy commands are `ib_uverbs_cmd_hdr` + core request (+ driver request);
+//! the kernel writes the core response (+ driver response) to the address in the
+//! request's `response` field. `in_words` counts 4-byte words *including* the
+//! header; `out_words` counts the response's 4-byte words.
+//! Extended commands add `ib_uverbs_ex_cmd_hdr` (which carries the response
+//! address) and count 8-byte words, core and driver parts separately.
+
+use crate::abi::sys::*;
+use core::ffi::c_int;
+use core::fmt;
+use core::mem::size_of;
+use std::os::fd::RawFd;
+
+/// A positive errno value, as the verbs API returns and sets them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub c_int);
+
+impl Errno {
+    pub fn last() -> Errno {
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    }
+
+    /// Symbolic name (`EINVAL`), for log lines people can search for.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::EIO => "EIO",
+            libc::EBADF => "EBADF",
+            libc::EAGAIN => "EAGAIN",
+            libc::ENOMEM => "ENOMEM",
+            libc::EACCES => "EACCES",
+            libc::EFAULT => "EFAULT",
+            libc::EBUSY => "EBUSY",
+            libc::EEXIST => "EEXIST",
+            libc::ENODEV => "ENODEV",
+            libc::EINVAL => "EINVAL",
+            libc::ENOSPC => "ENOSPC",
+            libc::ENOSYS => "ENOSYS",
+            libc::EOPNOTSUPP => "EOPNOTSUPP",
+            libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+            libc::ENOTTY => "ENOTTY",
+            libc::E2BIG => "E2BIG",
+            libc::ERANGE => "ERANGE",
+            _ => "errno",
+        }
+    }
+
+    /// Makes this the thread's `errno`, for entry points that report failure
+    /// by returning NULL.
+    pub fn set(self) {
+        // SAFETY: __errno_location always returns this thread's errno slot.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let msg = std::io::Error::from_raw_os_error(self.0);
+        write!(f, "{} ({msg})", self.name())
+    }
+}
+
+pub type Result<T> = core::result::Result<T, Errno>;
+
+/// A legacy (non-extended) uverbs write command.
+///
+/// # Safety
+/// `Self` must be the kernel's request struct for `ID` (from the uapi header),
+/// and `Resp` its response struct (or `()` when the command has none).
+pub unsafe trait WriteCmd {
+    const ID: u32;
+    type Resp: Default;
+    /// Stores where the kernel must write the response.
+    fn set_response(&mut self, _addr: u64) {}
+}
+
+/// An extended uverbs write command (`IB_USER_VERBS_CMD_FLAG_EXTENDED`).
+///
+/// # Safety
+/// As for [`WriteCmd`]; both sizes must be multiples of 8.
+pub unsafe trait WriteCmdEx {
+    const ID: u32;
+    type Resp: Default;
+}
+
+macro_rules! write_cmd {
+    ($req:ty => $resp:ty, $id:expr) => {
+        unsafe impl WriteCmd for $req {
+            const ID: u32 = $id;
+            type Resp = $resp;
+            fn set_response(&mut self, addr: u64) {
+                self.response = addr;
+            }
+        }
+    };
+    ($req:ty, $id:expr) => {
+        unsafe impl WriteCmd for $req {
+            const ID: u32 = $id;
+            type Resp = ();
+        }
+    };
+}
+
+use ib_uverbs_write_cmds as w;
+write_cmd!(ib_uverbs_get_context => ib_uverbs_get_context_resp, w::IB_USER_VERBS_CMD_GET_CONTEXT);
+write_cmd!(ib_uverbs_query_device => ib_uverbs_query_device_resp, w::IB_USER_VERBS_CMD_QUERY_DEVICE);
+write_cmd!(ib_uverbs_query_port => ib_uverbs_query_port_resp, w::IB_USER_VERBS_CMD_QUERY_PORT);
+write_cmd!(ib_uverbs_alloc_pd => ib_uverbs_alloc_pd_resp, w::IB_USER_VERBS_CMD_ALLOC_PD);
+write_cmd!(ib_uverbs_dealloc_pd, w::IB_USER_VERBS_CMD_DEALLOC_PD);
+write_cmd!(ib_uverbs_reg_mr => ib_uverbs_reg_mr_resp, w::IB_USER_VERBS_CMD_REG_MR);
+write_cmd!(ib_uverbs_dereg_mr, w::IB_USER_VERBS_CMD_DEREG_MR);
+write_cmd!(ib_uverbs_alloc_mw => ib_uverbs_alloc_mw_resp, w::IB_USER_VERBS_CMD_ALLOC_MW);
+write_cmd!(ib_uverbs_dealloc_mw, w::IB_USER_VERBS_CMD_DEALLOC_MW);
+
+unsafe impl WriteCmdEx for ib_uverbs_ex_query_device {
+    // The extended QUERY_DEVICE reuses the legacy command number.
+    const ID: u32 = w::IB_USER_VERBS_CMD_QUERY_DEVICE;
+    type Resp = ib_uverbs_ex_query_device_resp;
+}
+
+#[repr(C)]
+struct Framed<H, C, D> {
+    hdr: H,
+    core: C,
+    driver: D,
+}
+
+/// Extended commands: the ex header, then the core request.
+#[repr(C)]
+struct ExCore<C> {
+    ex_hdr: ib_uverbs_ex_cmd_hdr,
+    core: C,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Answer<R, D> {
+    core: R,
+    driver: D,
+}
+
+/// Header words for a legacy command of `req_len` bytes (header included)
+/// with a response of `resp_len` bytes.
+fn legacy_words(req_len: usize, resp_len: usize) -> (u16, u16) {
+    debug_assert!(req_len % 4 == 0 && resp_len % 4 == 0);
+    ((req_len / 4) as u16, (resp_len / 4) as u16)
+}
+
+fn write_all(fd: RawFd, buf: *const u8, len: usize) -> Result<()> {
+    // SAFETY: buf points to `len` initialized bytes owned by the caller.
+    let n = unsafe { libc::write(fd, buf.cast(), len) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    // The kernel consumes a command whole or not at all.
+    if n as usize != len {
+        return Err(Errno(libc::EIO));
+    }
+    Ok(())
+}
+
+/// Runs a legacy command with provider-specific request `drv_in` and response
+/// `DOut` (use `()` for none); returns the core and driver responses.
+pub fn write_with<C: WriteCmd, DIn, DOut: Default>(
+    fd: RawFd,
+    mut core: C,
+    drv_in: DIn,
+) -> Result<(C::Resp, DOut)> {
+    let mut answer = Answer::<C::Resp, DOut>::default();
+    core.set_response(&mut answer as *mut _ as u64);
+    let mut req = Framed {
+        hdr: ib_uverbs_cmd_hdr::default(),
+        core,
+        driver: drv_in,
+    };
+    let resp_len = if size_of::<C::Resp>() == 0 { 0 } else { size_of::<Answer<C::Resp, DOut>>() };
+    let (in_words, out_words) = legacy_words(size_of_val(&req), resp_len);
+    req.hdr = ib_uverbs_cmd_hdr { command: C::ID, in_words, out_words };
+    write_all(fd, &req as *const _ as *const u8, size_of_val(&req))?;
+    Ok((answer.core, answer.driver))
+}
+
+/// Runs a legacy command with no provider-specific data.
+pub fn write<C: WriteCmd>(fd: RawFd, core: C) -> Result<C::Resp> {
+    write_with::<C, (), ()>(fd, core, ()).map(|(resp, ())| resp)
+}
+
+/// Runs an extended command with no provider-specific data.
+pub fn write_ex<C: WriteCmdEx>(fd: RawFd, core: C) -> Result<C::Resp> {
+    const { assert!(size_of::<C>() % 8 == 0 && size_of::<C::Resp>() % 8 == 0) };
+    let mut resp = C::Resp::default();
+    let req = Framed {
+        hdr: ib_uverbs_cmd_hdr {
+            command: IB_USER_VERBS_CMD_FLAG_EXTENDED | C::ID,
+            in_words: (size_of::<C>() / 8) as u16,
+            out_words: (size_of::<C::Resp>() / 8) as u16,
+        },
+        core: ExCore {
+            ex_hdr: ib_uverbs_ex_cmd_hdr {
+                response: &mut resp as *mut _ as u64,
+                provider_in_words: 0,
+                provider_out_words: 0,
+                cmd_hdr_reserved: 0,
+            },
+            core,
+        },
+        driver: (),
+    };
+    write_all(fd, &req as *const _ as *const u8, size_of_val(&req))?;
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_framing_counts_header_in_words() {
+        // REG_MR: 8-byte header + 40-byte request, 12-byte response.
+        assert_eq!(size_of::<ib_uverbs_reg_mr>(), 40);
+        assert_eq!(size_of::<ib_uverbs_reg_mr_resp>(), 12);
+        let req = Framed { hdr: ib_uverbs_cmd_hdr::default(), core: ib_uverbs_reg_mr::default(), driver: () };
+        assert_eq!(legacy_words(size_of_val(&req), size_of::<Answer<ib_uverbs_reg_mr_resp, ()>>()), (12, 3));
+    }
+
+    #[test]
+    fn extended_header_is_what_the_kernel_reads_first() {
+        // The ex header directly follows the 8-byte command header.
+        let req = Framed {
+            hdr: ib_uverbs_cmd_hdr::default(),
+            core: ExCore { ex_hdr: ib_uverbs_ex_cmd_hdr::default(), core: ib_uverbs_ex_query_device::default() },
+            driver: (),
+        };
+        assert_eq!(size_of_val(&req), 8 + 16 + 8);
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(Errno(libc::EINVAL).name(), "EINVAL");
+        assert_eq!(format!("{:?}", Errno(libc::ENOMEM)), "ENOMEM(12)");
+    }
+}

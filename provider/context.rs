@@ -1,0 +1,388 @@
+//! The device context: opened once per `ibv_open_device`, it owns the command
+//! fd every other verb writes to. Also the device and port queries.
+
+use crate::abi::private::*;
+use crate::abi::sys::*;
+use crate::cmd::{self, Errno, Result};
+use crate::offset_of_end;
+use core::ffi::{c_int, CStr};
+use core::mem::offset_of;
+use std::os::fd::RawFd;
+use std::sync::OnceLock;
+
+/// Our context. libibverbs sees only `vctx` (and, inside it, `ibv_context`).
+#[repr(C)]
+pub struct Context {
+    pub vctx: verbs_context,
+}
+
+impl Context {
+    /// Recovers our context from the `ibv_context` libibverbs hands back.
+    ///
+    /// # Safety
+    /// `ctx` must be the `ibv_context` of a context made by [`open`].
+    pub unsafe fn from_ibv<'a>(ctx: *mut ibv_context) -> &'a mut Context {
+        let vctx = ctx.cast::<u8>().wrapping_sub(offset_of!(verbs_context, context));
+        // SAFETY: per the contract, ctx sits inside a live Context at this offset.
+        unsafe { &mut *vctx.cast::<Context>() }
+    }
+
+    pub fn ibv_context(&mut self) -> *mut ibv_context {
+        &mut self.vctx.context
+    }
+
+    pub fn cmd_fd(&self) -> RawFd {
+        self.vctx.context.cmd_fd
+    }
+
+    /// The device name ("rxe0"), for log lines.
+    pub fn name(&self) -> &str {
+        // SAFETY: libibverbs keeps the device alive while a context is open,
+        // and its name is a NUL-terminated array.
+        unsafe {
+            let dev = self.vctx.context.device;
+            if dev.is_null() {
+                return "?";
+            }
+            CStr::from_ptr((*dev).name.as_ptr()).to_str().unwrap_or("?")
+        }
+    }
+
+    fn sysfs(&self) -> *const verbs_sysfs_dev {
+        // SAFETY: every device libibverbs opens through us is a verbs_device.
+        unsafe { (*self.vctx.context.device.cast::<verbs_device>()).sysfs }
+    }
+}
+
+/// The ops we implement; libibverbs keeps its defaults (ENOSYS/EOPNOTSUPP) for the rest.
+fn ops() -> &'static verbs_context_ops {
+    static OPS: OnceLock<verbs_context_ops> = OnceLock::new();
+    OPS.get_or_init(crate::ffi::context_ops)
+}
+
+/// Opens a context on `cmd_fd` (which we own from here on, even on failure).
+///
+/// # Safety
+/// `device` must be a device libibverbs matched to us.
+pub unsafe fn open(device: *mut ibv_device, cmd_fd: c_int) -> Result<*mut verbs_context> {
+    // SAFETY: libibverbs callocs a Context (all-zero is valid for it) and
+    // initializes its verbs_context; it closes cmd_fd on failure.
+    let raw = unsafe {
+        _verbs_init_and_alloc_context(
+            device,
+            cmd_fd,
+            core::mem::size_of::<Context>(),
+            offset_of!(Context, vctx) as *mut verbs_context,
+            rdma_driver_id::RDMA_DRIVER_RXE,
+        )
+    }
+    .cast::<Context>();
+    if raw.is_null() {
+        return Err(Errno::last());
+    }
+    // SAFETY: raw is a fresh, initialized, exclusively owned Context.
+    let ctx = unsafe { &mut *raw };
+    match cmd::write(cmd_fd, ib_uverbs_get_context::default()) {
+        Ok(resp) => {
+            ctx.vctx.context.async_fd = resp.async_fd as c_int;
+            ctx.vctx.context.num_comp_vectors = resp.num_comp_vectors as c_int;
+        }
+        Err(e) => {
+            log::error!("{}: GET_CONTEXT refused by the kernel: {e}", ctx.name());
+            // SAFETY: nothing else holds ctx yet.
+            unsafe { release(ctx) };
+            return Err(e);
+        }
+    }
+    // SAFETY: ctx.vctx was initialized by libibverbs above.
+    unsafe { verbs_set_ops(&mut ctx.vctx, ops()) };
+    log::info!("{}: context opened by rxe_rs {} (cmd fd {cmd_fd})", ctx.name(), env!("CARGO_PKG_VERSION"));
+    Ok(&mut ctx.vctx)
+}
+
+/// Closes a context made by [`open`].
+///
+/// # Safety
+/// No other reference to `ctx` may be used afterwards.
+pub unsafe fn close(ctx: &mut Context) {
+    log::info!("{}: context closed", ctx.name());
+    // SAFETY: forwarded contract.
+    unsafe { release(ctx) };
+}
+
+/// Uninitializes libibverbs' part (closing the fds) and frees the calloc'd context.
+unsafe fn release(ctx: &mut Context) {
+    // SAFETY: ctx was allocated and initialized by _verbs_init_and_alloc_context.
+    unsafe {
+        verbs_uninit_context(&mut ctx.vctx);
+        libc::free((ctx as *mut Context).cast());
+    }
+}
+
+/// libibverbs' rule for destroy commands: with RDMAV_ALLOW_DISASSOC_DESTROY
+/// set, EIO (the device went away) counts as destroyed.
+pub fn destroy_result(res: Result<()>) -> Result<()> {
+    static ALLOW_DISASSOC: OnceLock<bool> = OnceLock::new();
+    match res {
+        Err(Errno(libc::EIO))
+            if *ALLOW_DISASSOC.get_or_init(|| {
+                std::env::var_os("RDMAV_ALLOW_DISASSOC_DESTROY").is_some()
+                    || std::env::var_os("MLX4_DEVICE_FATAL_CLEANUP").is_some()
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// `ibv_query_device_ex` (and, with `attr_size` of the legacy struct,
+/// `ibv_query_device`). Writes only within the caller's `attr_size` bytes.
+///
+/// # Safety
+/// `attr` must point to `attr_size` writable bytes.
+pub unsafe fn query_device(
+    ctx: &Context,
+    input: Option<&ibv_query_device_ex_input>,
+    attr: *mut ibv_device_attr_ex,
+    attr_size: usize,
+) -> Result<()> {
+    if input.is_some_and(|i| i.comp_mask != 0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    let legacy_size = core::mem::size_of::<ibv_device_attr>();
+    if attr_size < legacy_size {
+        return Err(Errno(libc::EINVAL));
+    }
+    // Prefer the extended command; fall back to the legacy one where the kernel lacks it.
+    let (resp, resp_len) = if attr_size > legacy_size {
+        match cmd::write_ex(ctx.cmd_fd(), ib_uverbs_ex_query_device::default()) {
+            Ok(r) => (r, r.response_length as usize),
+            Err(Errno(libc::EOPNOTSUPP | libc::ENOSYS)) => legacy_query_device(ctx)?,
+            Err(e) => return Err(e),
+        }
+    } else {
+        legacy_query_device(ctx)?
+    };
+
+    let mut out: ibv_device_attr_ex = Default::default();
+    fill_device_attr(&mut out, &resp, resp_len);
+    let ports = ctx.sysfs();
+    // SAFETY: libibverbs keeps the sysfs description alive with the device.
+    let sysfs_ports = if ports.is_null() { 0 } else { unsafe { (*ports).num_ports } };
+    out.phys_port_cnt_ex = if sysfs_ports != 0 { sysfs_ports } else { out.orig_attr.phys_port_cnt as u32 };
+
+    // Copy whole fields only, up to what the caller's struct holds.
+    let copy_len = device_attr_copy_len(attr_size);
+    // SAFETY: copy_len <= attr_size, which the caller vouches for; zero the rest.
+    unsafe {
+        core::ptr::copy_nonoverlapping((&out as *const ibv_device_attr_ex).cast::<u8>(), attr.cast::<u8>(), copy_len);
+        core::ptr::write_bytes(attr.cast::<u8>().add(copy_len), 0, attr_size.saturating_sub(copy_len));
+    }
+    Ok(())
+}
+
+fn legacy_query_device(ctx: &Context) -> Result<(ib_uverbs_ex_query_device_resp, usize)> {
+    let base = cmd::write(ctx.cmd_fd(), ib_uverbs_query_device::default())?;
+    let resp = ib_uverbs_ex_query_device_resp { base, ..Default::default() };
+    Ok((resp, core::mem::size_of::<ib_uverbs_query_device_resp>()))
+}
+
+/// How many bytes of `ibv_device_attr_ex` a caller with `attr_size` bytes
+/// gets: the legacy part always, then each extended field that fits whole.
+fn device_attr_copy_len(attr_size: usize) -> usize {
+    let ends = [
+        offset_of_end!(ibv_device_attr_ex, orig_attr),
+        offset_of_end!(ibv_device_attr_ex, comp_mask),
+        offset_of_end!(ibv_device_attr_ex, odp_caps),
+        offset_of_end!(ibv_device_attr_ex, completion_timestamp_mask),
+        offset_of_end!(ibv_device_attr_ex, hca_core_clock),
+        offset_of_end!(ibv_device_attr_ex, device_cap_flags_ex),
+        offset_of_end!(ibv_device_attr_ex, tso_caps),
+        offset_of_end!(ibv_device_attr_ex, rss_caps),
+        offset_of_end!(ibv_device_attr_ex, max_wq_type_rq),
+        offset_of_end!(ibv_device_attr_ex, packet_pacing_caps),
+        offset_of_end!(ibv_device_attr_ex, raw_packet_caps),
+        offset_of_end!(ibv_device_attr_ex, tm_caps),
+        offset_of_end!(ibv_device_attr_ex, cq_mod_caps),
+        offset_of_end!(ibv_device_attr_ex, max_dm_size),
+        offset_of_end!(ibv_device_attr_ex, pci_atomic_caps),
+        offset_of_end!(ibv_device_attr_ex, xrc_odp_caps),
+        offset_of_end!(ibv_device_attr_ex, phys_port_cnt_ex),
+    ];
+    ends.iter().copied().filter(|&end| end <= attr_size).max().unwrap_or(0)
+}
+
+/// Fills a full `ibv_device_attr_ex` from the kernel's answer, taking each
+/// extended field only when the kernel's response was long enough to carry it.
+fn fill_device_attr(out: &mut ibv_device_attr_ex, resp: &ib_uverbs_ex_query_device_resp, resp_len: usize) {
+    let b = &resp.base;
+    let a = &mut out.orig_attr;
+    a.fw_ver = fw_ver_string(b.fw_ver);
+    a.node_guid = b.node_guid;
+    a.sys_image_guid = b.sys_image_guid;
+    a.max_mr_size = b.max_mr_size;
+    a.page_size_cap = b.page_size_cap;
+    a.vendor_id = b.vendor_id;
+    a.vendor_part_id = b.vendor_part_id;
+    a.hw_ver = b.hw_ver;
+    a.max_qp = b.max_qp as i32;
+    a.max_qp_wr = b.max_qp_wr as i32;
+    a.device_cap_flags = b.device_cap_flags as u32;
+    a.max_sge = b.max_sge as i32;
+    a.max_sge_rd = b.max_sge_rd as i32;
+    a.max_cq = b.max_cq as i32;
+    a.max_cqe = b.max_cqe as i32;
+    a.max_mr = b.max_mr as i32;
+    a.max_pd = b.max_pd as i32;
+    a.max_qp_rd_atom = b.max_qp_rd_atom as i32;
+    a.max_ee_rd_atom = b.max_ee_rd_atom as i32;
+    a.max_res_rd_atom = b.max_res_rd_atom as i32;
+    a.max_qp_init_rd_atom = b.max_qp_init_rd_atom as i32;
+    a.max_ee_init_rd_atom = b.max_ee_init_rd_atom as i32;
+    a.atomic_cap = b.atomic_cap as _;
+    a.max_ee = b.max_ee as i32;
+    a.max_rdd = b.max_rdd as i32;
+    a.max_mw = b.max_mw as i32;
+    a.max_raw_ipv6_qp = b.max_raw_ipv6_qp as i32;
+    a.max_raw_ethy_qp = b.max_raw_ethy_qp as i32;
+    a.max_mcast_grp = b.max_mcast_grp as i32;
+    a.max_mcast_qp_attach = b.max_mcast_qp_attach as i32;
+    a.max_total_mcast_qp_attach = b.max_total_mcast_qp_attach as i32;
+    a.max_ah = b.max_ah as i32;
+    a.max_fmr = b.max_fmr as i32;
+    a.max_map_per_fmr = b.max_map_per_fmr as i32;
+    a.max_srq = b.max_srq as i32;
+    a.max_srq_wr = b.max_srq_wr as i32;
+    a.max_srq_sge = b.max_srq_sge as i32;
+    a.max_pkeys = b.max_pkeys;
+    a.local_ca_ack_delay = b.local_ca_ack_delay;
+    a.phys_port_cnt = b.phys_port_cnt;
+
+    // No extended comp_mask bit is defined: report none.
+    out.comp_mask = 0;
+    macro_rules! carried {
+        ($f:ident) => {
+            resp_len >= offset_of_end!(ib_uverbs_ex_query_device_resp, $f)
+        };
+    }
+    if carried!(odp_caps) {
+        out.odp_caps.general_caps = resp.odp_caps.general_caps;
+        out.odp_caps.per_transport_caps.rc_odp_caps = resp.odp_caps.per_transport_caps.rc_odp_caps;
+        out.odp_caps.per_transport_caps.uc_odp_caps = resp.odp_caps.per_transport_caps.uc_odp_caps;
+        out.odp_caps.per_transport_caps.ud_odp_caps = resp.odp_caps.per_transport_caps.ud_odp_caps;
+    }
+    if carried!(timestamp_mask) {
+        out.completion_timestamp_mask = resp.timestamp_mask;
+    }
+    if carried!(hca_core_clock) {
+        out.hca_core_clock = resp.hca_core_clock;
+    }
+    if carried!(device_cap_flags_ex) {
+        out.device_cap_flags_ex = resp.device_cap_flags_ex;
+    }
+    if carried!(rss_caps) {
+        out.rss_caps.supported_qpts = resp.rss_caps.supported_qpts;
+        out.rss_caps.max_rwq_indirection_tables = resp.rss_caps.max_rwq_indirection_tables;
+        out.rss_caps.max_rwq_indirection_table_size = resp.rss_caps.max_rwq_indirection_table_size;
+    }
+    if carried!(max_wq_type_rq) {
+        out.max_wq_type_rq = resp.max_wq_type_rq;
+    }
+    if carried!(raw_packet_caps) {
+        out.raw_packet_caps = resp.raw_packet_caps;
+    }
+    if carried!(tm_caps) {
+        out.tm_caps.max_rndv_hdr_size = resp.tm_caps.max_rndv_hdr_size;
+        out.tm_caps.max_num_tags = resp.tm_caps.max_num_tags;
+        out.tm_caps.flags = resp.tm_caps.flags;
+        out.tm_caps.max_ops = resp.tm_caps.max_ops;
+        out.tm_caps.max_sge = resp.tm_caps.max_sge;
+    }
+    if carried!(cq_moderation_caps) {
+        out.cq_mod_caps.max_cq_count = resp.cq_moderation_caps.max_cq_moderation_count;
+        out.cq_mod_caps.max_cq_period = resp.cq_moderation_caps.max_cq_moderation_period;
+    }
+    if carried!(max_dm_size) {
+        out.max_dm_size = resp.max_dm_size;
+    }
+    if carried!(xrc_odp_caps) {
+        out.xrc_odp_caps = resp.xrc_odp_caps;
+    }
+}
+
+/// The kernel packs the firmware version as major<<32 | minor<<16 | sub_minor;
+/// librxe prints it as "major.minor.sub_minor".
+fn fw_ver_string(raw: u64) -> [core::ffi::c_char; 64] {
+    let text = format!("{}.{}.{}", (raw >> 32) & 0xffff, (raw >> 16) & 0xffff, raw & 0xffff);
+    let mut out = [0 as core::ffi::c_char; 64];
+    for (dst, src) in out.iter_mut().zip(text.bytes().take(63)) {
+        *dst = src as core::ffi::c_char;
+    }
+    out
+}
+
+/// `ibv_query_port`. libibverbs has already zeroed `attr`.
+pub fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) -> Result<()> {
+    let req = ib_uverbs_query_port { port_num, ..Default::default() };
+    let r = cmd::write(ctx.cmd_fd(), req)?;
+    attr.state = r.state as _;
+    attr.max_mtu = r.max_mtu as _;
+    attr.active_mtu = r.active_mtu as _;
+    attr.gid_tbl_len = r.gid_tbl_len as i32;
+    attr.port_cap_flags = r.port_cap_flags;
+    attr.max_msg_sz = r.max_msg_sz;
+    attr.bad_pkey_cntr = r.bad_pkey_cntr;
+    attr.qkey_viol_cntr = r.qkey_viol_cntr;
+    attr.pkey_tbl_len = r.pkey_tbl_len;
+    attr.lid = r.lid;
+    attr.sm_lid = r.sm_lid;
+    attr.lmc = r.lmc;
+    attr.max_vl_num = r.max_vl_num;
+    attr.sm_sl = r.sm_sl;
+    attr.subnet_timeout = r.subnet_timeout;
+    attr.init_type_reply = r.init_type_reply;
+    attr.active_width = r.active_width;
+    attr.active_speed = r.active_speed;
+    attr.phys_state = r.phys_state;
+    attr.link_layer = r.link_layer;
+    attr.flags = r.flags;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn fw_version_is_dotted() {
+        let s = fw_ver_string((1 << 32) | (2 << 16) | 3);
+        let text = unsafe { CStr::from_ptr(s.as_ptr()) };
+        assert_eq!(text.to_str().unwrap(), "1.2.3");
+        let zero = fw_ver_string(0);
+        assert_eq!(unsafe { CStr::from_ptr(zero.as_ptr()) }.to_str().unwrap(), "0.0.0");
+    }
+
+    #[test]
+    fn legacy_callers_get_only_the_legacy_struct() {
+        assert_eq!(device_attr_copy_len(size_of::<ibv_device_attr>()), size_of::<ibv_device_attr>());
+        assert_eq!(device_attr_copy_len(size_of::<ibv_device_attr_ex>()), offset_of_end!(ibv_device_attr_ex, phys_port_cnt_ex));
+        // A caller whose struct ends inside odp_caps gets nothing of it.
+        let mid_odp = offset_of_end!(ibv_device_attr_ex, odp_caps) - 1;
+        assert_eq!(device_attr_copy_len(mid_odp), offset_of_end!(ibv_device_attr_ex, comp_mask));
+    }
+
+    #[test]
+    fn short_kernel_answers_leave_extended_fields_zero() {
+        let mut resp = ib_uverbs_ex_query_device_resp::default();
+        resp.base.max_qp = 7;
+        resp.device_cap_flags_ex = 0xabc;
+        resp.max_dm_size = 99;
+        let mut out = ibv_device_attr_ex::default();
+        fill_device_attr(&mut out, &resp, offset_of_end!(ib_uverbs_ex_query_device_resp, device_cap_flags_ex));
+        assert_eq!(out.orig_attr.max_qp, 7);
+        assert_eq!(out.device_cap_flags_ex, 0xabc);
+        assert_eq!(out.max_dm_size, 0);
+    }
+}
