@@ -121,6 +121,8 @@ write_cmd!(ib_uverbs_reg_mr => ib_uverbs_reg_mr_resp, w::IB_USER_VERBS_CMD_REG_M
 write_cmd!(ib_uverbs_dereg_mr, w::IB_USER_VERBS_CMD_DEREG_MR);
 write_cmd!(ib_uverbs_alloc_mw => ib_uverbs_alloc_mw_resp, w::IB_USER_VERBS_CMD_ALLOC_MW);
 write_cmd!(ib_uverbs_dealloc_mw, w::IB_USER_VERBS_CMD_DEALLOC_MW);
+// With no WRs, POST_SEND is rxe's send doorbell.
+write_cmd!(ib_uverbs_post_send => ib_uverbs_post_send_resp, w::IB_USER_VERBS_CMD_POST_SEND);
 
 unsafe impl WriteCmdEx for ib_uverbs_ex_query_device {
     // The extended QUERY_DEVICE reuses the legacy command number.

@@ -5,17 +5,25 @@
 //! - [`abi`]: the C structs shared with the kernel (bindgen) and with
 //!   libibverbs (public via bindgen, private written by hand and layout-tested);
 //! - [`cmd`]: uverbs commands written to the context's command fd, as `Result`s;
-//! - one module per verbs object: [`device`], [`context`], [`pd`], [`mr`];
+//! - [`queue`]: the rings shared with the kernel; [`wqe`]: the entries we write there;
+//! - one module per verbs object: [`device`], [`context`], [`pd`], [`mr`] (and
+//!   memory windows), [`cq`], [`qp`], [`srq`], [`ah`];
 //! - [`ffi`]: the extern "C" entry points, which never let a panic reach C.
 
 pub mod abi;
+pub mod ah;
 pub mod cmd;
 pub mod context;
+pub mod cq;
 pub mod device;
 pub mod ffi;
 pub mod log;
 pub mod mr;
 pub mod pd;
+pub mod qp;
+pub mod queue;
+pub mod srq;
+pub mod wqe;
 
 /// Registers the provider with libibverbs when it dlopens us, as
 /// rdma-core's PROVIDER_DRIVER macro does for C providers.

@@ -101,6 +101,58 @@ pub struct verbs_mr {
     pub access: c_int,
 }
 
+/// `struct verbs_cq`: a union of `ibv_cq` and `ibv_cq_ex`, whose prefix is an `ibv_cq`.
+#[repr(C)]
+pub struct verbs_cq {
+    pub cq_ex: ibv_cq_ex,
+}
+
+/// `struct verbs_qp`: a union of `ibv_qp` and `ibv_qp_ex` (which starts with
+/// its `ibv_qp`), then libibverbs' bookkeeping.
+#[repr(C)]
+pub struct verbs_qp {
+    pub qp_ex: ibv_qp_ex,
+    pub comp_mask: u32,
+    pub xrcd: *mut c_void,
+}
+
+/// `verbs_qp::comp_mask` bit saying `qp_ex` is valid (ibv_qp_to_qp_ex checks it).
+pub const VERBS_QP_EX: u32 = 1 << 1;
+
+/// `struct verbs_srq`.
+#[repr(C)]
+pub struct verbs_srq {
+    pub srq: ibv_srq,
+    pub srq_type: ibv_srq_type::Type,
+    pub xrcd: *mut c_void,
+    pub cq: *mut ibv_cq,
+    pub srq_num: u32,
+}
+
+/// A legacy command as libibverbs' ibv_cmd_* helpers take it
+/// (kern-abi.h's DECLARE_CMD): header, then the kernel's request.
+#[repr(C)]
+pub struct LegacyCmd<C> {
+    pub hdr: ib_uverbs_cmd_hdr,
+    pub core: C,
+}
+
+/// An extended command as the helpers take it (DECLARE_CMD_EX).
+#[repr(C)]
+pub struct ExtendedCmd<C> {
+    pub hdr: ib_uverbs_cmd_hdr,
+    pub ex_hdr: ib_uverbs_ex_cmd_hdr,
+    pub core: C,
+}
+
+/// A kernel response followed by rxe's driver response (DECLARE_DRV_CMD).
+#[repr(C)]
+#[derive(Default)]
+pub struct DrvResp<R, D> {
+    pub core: R,
+    pub drv: D,
+}
+
 type Op<F> = Option<F>;
 
 /// Every operation a provider can supply, sorted by name as driver.h keeps it.
@@ -205,6 +257,59 @@ extern "C" {
     pub fn verbs_uninit_context(context: *mut verbs_context);
     /// Installs the non-null entries of `ops` into the context.
     pub fn verbs_set_ops(vctx: *mut verbs_context, ops: *const verbs_context_ops);
+}
+
+// libibverbs' command helpers for the data-path objects, exported under
+// IBVERBS_PRIVATE_34. The object creation/modify/query/destroy commands go
+// through them (as they do in the C librxe) so their marshaling, ioctl
+// fallbacks and event accounting stay identical; the rings, WQEs, polling and
+// doorbell are ours. Each returns 0 or a positive errno.
+extern "C" {
+    pub fn ibv_cmd_create_cq(
+        context: *mut ibv_context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int,
+        cq: *mut ibv_cq, cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_create_cq_ex(
+        context: *mut ibv_context, attr: *const ibv_cq_init_attr_ex, cq: *mut verbs_cq,
+        cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize, cmd_flags: u32,
+    ) -> c_int;
+    pub fn ibv_cmd_resize_cq(
+        cq: *mut ibv_cq, cqe: c_int, cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_destroy_cq(cq: *mut ibv_cq) -> c_int;
+    pub fn ibv_cmd_req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int;
+
+    pub fn ibv_cmd_create_qp(
+        pd: *mut ibv_pd, qp: *mut ibv_qp, attr: *mut ibv_qp_init_attr,
+        cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_create_qp_ex2(
+        context: *mut ibv_context, qp: *mut verbs_qp, attr: *mut ibv_qp_init_attr_ex,
+        cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr_mask: c_int, cmd: *mut c_void, cmd_size: usize) -> c_int;
+    pub fn ibv_cmd_query_qp(
+        qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr_mask: c_int, init_attr: *mut ibv_qp_init_attr,
+        cmd: *mut c_void, cmd_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_destroy_qp(qp: *mut ibv_qp) -> c_int;
+
+    pub fn ibv_cmd_create_srq(
+        pd: *mut ibv_pd, srq: *mut ibv_srq, attr: *mut ibv_srq_init_attr,
+        cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_create_srq_ex(
+        context: *mut ibv_context, srq: *mut verbs_srq, attr: *mut ibv_srq_init_attr_ex,
+        cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
+    ) -> c_int;
+    pub fn ibv_cmd_modify_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, attr_mask: c_int, cmd: *mut c_void, cmd_size: usize) -> c_int;
+    pub fn ibv_cmd_query_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, cmd: *mut c_void, cmd_size: usize) -> c_int;
+    pub fn ibv_cmd_destroy_srq(srq: *mut ibv_srq) -> c_int;
+
+    pub fn ibv_cmd_create_ah(pd: *mut ibv_pd, ah: *mut ibv_ah, attr: *mut ibv_ah_attr, resp: *mut c_void, resp_size: usize) -> c_int;
+    pub fn ibv_cmd_destroy_ah(ah: *mut ibv_ah) -> c_int;
+    pub fn ibv_cmd_attach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
+    pub fn ibv_cmd_detach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
 }
 
 #[cfg(test)]
@@ -379,5 +484,26 @@ mod layout_tests {
         assert_eq!(offset_of!(verbs_context_ops, query_device_ex), 464);
         assert_eq!(offset_of!(verbs_context_ops, query_port), 480);
         assert_eq!(offset_of!(verbs_context_ops, reg_mr), 544);
+    }
+
+    #[test]
+    fn data_path_object_layouts() {
+        assert_eq!(size_of::<ibv_qp>(), 160);
+        assert_eq!(size_of::<ibv_qp_ex>(), 352);
+        assert_eq!(size_of::<verbs_qp>(), 368);
+        assert_eq!(offset_of!(verbs_qp, comp_mask), 352);
+        assert_eq!(offset_of!(verbs_qp, xrcd), 360);
+        assert_eq!(offset_of!(ibv_qp_ex, qp_base), 0);
+        assert_eq!(size_of::<ibv_cq>(), 128);
+        assert_eq!(size_of::<verbs_cq>(), 288);
+        assert_eq!(size_of::<ibv_srq>(), 128);
+        assert_eq!(size_of::<verbs_srq>(), 160);
+        assert_eq!(offset_of!(verbs_srq, srq_type), 128);
+        assert_eq!(offset_of!(verbs_srq, xrcd), 136);
+        assert_eq!(offset_of!(verbs_srq, cq), 144);
+        assert_eq!(offset_of!(verbs_srq, srq_num), 152);
+        // ibv_cq_ex begins with the fields of ibv_cq.
+        assert_eq!(offset_of!(ibv_cq_ex, handle), offset_of!(ibv_cq, handle));
+        assert_eq!(offset_of!(ibv_cq_ex, async_events_completed), offset_of!(ibv_cq, async_events_completed));
     }
 }

@@ -12,6 +12,9 @@ use core::ffi::{c_int, c_void};
 use core::ptr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod datapath;
+pub use datapath::*;
+
 /// Runs `f`, turning a panic into `Err(EIO)` with a log line.
 fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
@@ -22,6 +25,14 @@ fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
             .unwrap_or_default();
         log::error!("{op}: internal error (panic: {what}); reporting EIO");
         Err(Errno(libc::EIO))
+    })
+}
+
+/// For hot-path ops with their own return conventions: `on_panic` if `f` panics.
+fn no_unwind<T>(op: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        log::error!("{op}: internal error (panic)");
+        on_panic
     })
 }
 
@@ -134,7 +145,7 @@ unsafe extern "C" fn dealloc_mw(mw: *mut ibv_mw) -> c_int {
 
 /// The ops table installed into every context.
 pub fn context_ops() -> verbs_context_ops {
-    verbs_context_ops {
+    let mut ops = verbs_context_ops {
         query_device_ex: Some(query_device_ex),
         query_port: Some(query_port),
         alloc_pd: Some(alloc_pd),
@@ -145,7 +156,9 @@ pub fn context_ops() -> verbs_context_ops {
         dealloc_mw: Some(dealloc_mw),
         free_context: Some(free_context),
         ..Default::default()
-    }
+    };
+    add_data_path_ops(&mut ops);
+    ops
 }
 
 #[cfg(test)]
