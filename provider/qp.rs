@@ -100,54 +100,50 @@ impl Qp {
     }
 }
 
-/// Maps the rings the kernel made and builds our QP around `vqp`.
-fn assemble(ctx: &Context, vqp: verbs_qp, resp: &rxe_create_qp_resp, cap: &ibv_qp_cap, has_srq: bool) -> Result<Box<Qp>> {
+/// Maps the rings the kernel made for a new QP.
+fn map_rings(ctx: &Context, resp: &rxe_create_qp_resp, cap: &ibv_qp_cap, has_srq: bool) -> Result<(WorkQueue, Option<WorkQueue>)> {
     let rq = if has_srq {
         None
     } else {
         Some(WorkQueue { ring: Ring::map(ctx.cmd_fd(), &resp.rq_mi)?, max_sge: cap.max_recv_sge })
     };
     let sq = WorkQueue { ring: Ring::map(ctx.cmd_fd(), &resp.sq_mi)?, max_sge: cap.max_send_sge };
-    let limits = SendLimits { max_sge: cap.max_send_sge, max_inline: cap.max_inline_data, qp_type: vqp.qp_ex.qp_base.qp_type };
-    Ok(Box::new(Qp {
-        vqp,
-        sq,
-        limits,
-        sq_lock: SpinLock::default(),
-        send: UnsafeCell::new(SendState { ssn: 0, cur: 0, err: 0 }),
-        rq,
-        rq_lock: SpinLock::default(),
-    }))
+    Ok((sq, rq))
 }
 
-/// The kernel keeps our `ibv_qp` address (events name it), so the QP is built
-/// in place: a boxed, zeroed Qp receives the kernel's answer.
+/// The kernel keeps our `ibv_qp` address (async events name it) and
+/// libibverbs initializes a mutex inside it, so the QP is built in place: a
+/// heap slot whose `verbs_qp` the kernel fills first, our fields after.
 fn with_new_qp<F>(ctx: &Context, what: &str, create: F) -> Result<*mut ibv_qp>
 where
     F: FnOnce(*mut verbs_qp) -> Result<(rxe_create_qp_resp, ibv_qp_cap, bool)>,
 {
-    // SAFETY: all-zero is valid for verbs_qp; only that part is used until assembled.
-    let mut raw: Box<core::mem::MaybeUninit<Qp>> = Box::new_uninit();
-    let vqp_ptr = raw.as_mut_ptr().cast::<verbs_qp>();
-    // SAFETY: vqp is the first field; zeroing it makes it valid.
-    unsafe { ptr::write_bytes(vqp_ptr, 0, 1) };
-    let (resp, cap, has_srq) = create(vqp_ptr)?;
-    // SAFETY: create() filled the verbs_qp.
-    let vqp = unsafe { ptr::read(vqp_ptr) };
-    match assemble(ctx, vqp, &resp, &cap, has_srq) {
-        Ok(qp) => {
-            // Move into the pinned allocation the kernel knows.
-            let p = raw.as_mut_ptr();
-            // SAFETY: p is our allocation; qp is a complete Qp.
-            unsafe { ptr::write(p, *qp) };
-            Ok(Box::into_raw(raw).cast::<Qp>().cast::<ibv_qp>())
-        }
+    let mut slot: Box<core::mem::MaybeUninit<Qp>> = Box::new_uninit();
+    let p = slot.as_mut_ptr();
+    let vqp = p.cast::<verbs_qp>(); // the first field
+    // SAFETY: vqp points into our allocation; all-zero is a valid verbs_qp.
+    unsafe { ptr::write_bytes(vqp, 0, 1) };
+    let (resp, cap, has_srq) = create(vqp)?;
+    let (sq, rq) = match map_rings(ctx, &resp, &cap, has_srq) {
+        Ok(rings) => rings,
         Err(e) => {
             log::error!("{}: {what}: mapping the QP's rings failed: {e}", ctx.name());
             // SAFETY: the kernel QP exists and nothing uses it yet.
-            unsafe { ibv_cmd_destroy_qp(vqp_ptr.cast()) };
-            Err(e)
+            unsafe { ibv_cmd_destroy_qp(vqp.cast()) };
+            return Err(e);
         }
+    };
+    // SAFETY: each write initializes one field of our allocation; vqp was
+    // initialized above, so after these the whole Qp is.
+    unsafe {
+        let limits = SendLimits { max_sge: cap.max_send_sge, max_inline: cap.max_inline_data, qp_type: (*vqp).qp_ex.qp_base.qp_type };
+        ptr::addr_of_mut!((*p).sq).write(sq);
+        ptr::addr_of_mut!((*p).limits).write(limits);
+        ptr::addr_of_mut!((*p).sq_lock).write(SpinLock::default());
+        ptr::addr_of_mut!((*p).send).write(UnsafeCell::new(SendState { ssn: 0, cur: 0, err: 0 }));
+        ptr::addr_of_mut!((*p).rq).write(rq);
+        ptr::addr_of_mut!((*p).rq_lock).write(SpinLock::default());
+        Ok(Box::into_raw(slot.assume_init()).cast::<ibv_qp>())
     }
 }
 
@@ -285,6 +281,19 @@ fn doorbell(qp: &Qp) -> Result<()> {
     cmd::write(qp.context().cmd_fd(), req).map(|_| ())
 }
 
+fn state_name(state: ibv_qp_state::Type) -> &'static str {
+    match state {
+        ibv_qp_state::IBV_QPS_RESET => "RESET",
+        ibv_qp_state::IBV_QPS_INIT => "INIT",
+        ibv_qp_state::IBV_QPS_RTR => "RTR",
+        ibv_qp_state::IBV_QPS_RTS => "RTS",
+        ibv_qp_state::IBV_QPS_SQD => "SQD",
+        ibv_qp_state::IBV_QPS_SQE => "SQE",
+        ibv_qp_state::IBV_QPS_ERR => "ERR",
+        _ => "unknown",
+    }
+}
+
 fn state_allows_send(state: ibv_qp_state::Type) -> bool {
     !matches!(state, ibv_qp_state::IBV_QPS_RESET | ibv_qp_state::IBV_QPS_INIT | ibv_qp_state::IBV_QPS_RTR)
 }
@@ -306,7 +315,12 @@ pub unsafe fn post_send(qp: &Qp, mut wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv
     let state = qp.vqp.qp_ex.qp_base.state;
     if !state_allows_send(state) {
         if crate::log::enabled(log::Level::Error) {
-            log::error!("{}: post_send: QP {:#x} is in state {state}; sends need RTS (or SQD/SQE/ERR)", qp.context().name(), qp.vqp.qp_ex.qp_base.qp_num);
+            log::error!(
+                "{}: post_send: QP {:#x} is in state {}; sends need RTS (or SQD, SQE, ERR): nothing was posted",
+                qp.context().name(),
+                qp.vqp.qp_ex.qp_base.qp_num,
+                state_name(state)
+            );
         }
         // SAFETY: checked non-null.
         unsafe { *bad_wr = wr };
