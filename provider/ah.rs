@@ -53,12 +53,6 @@ pub unsafe fn create(ctx: &Context, pd: *mut ibv_pd, attr: *mut ibv_ah_attr) -> 
 /// # Safety
 /// `ah` is not used afterwards on success.
 pub unsafe fn destroy(ah: *mut ibv_ah) -> Result<()> {
-    // SAFETY: per contract.
-    let ret = unsafe { ibv_cmd_destroy_ah(ah) };
-    if ret != 0 {
-        return Err(Errno(ret));
-    }
-    // SAFETY: leaked from a Box<Ah> in create().
-    drop(unsafe { Box::from_raw(ah.cast::<Ah>()) });
-    Ok(())
+    // SAFETY: forwarded; leaked from a Box<Ah> in create().
+    unsafe { crate::cmd::destroy_boxed::<Ah, _>(ah, ibv_cmd_destroy_ah) }
 }

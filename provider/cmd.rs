@@ -72,6 +72,29 @@ impl fmt::Display for Errno {
 
 pub type Result<T> = core::result::Result<T, Errno>;
 
+/// Turns a libibverbs helper's return (0 or a positive errno) into a Result.
+pub fn helper_result(ret: c_int) -> Result<()> {
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(Errno(ret))
+    }
+}
+
+/// Destroys a kernel object through libibverbs' `destroy` helper, then frees
+/// our `T`, which was boxed with the object's C struct at offset 0. On
+/// failure the object stays alive, as the verbs API requires.
+///
+/// # Safety
+/// `obj` must be the C struct at offset 0 of a leaked `Box<T>`, unused after success.
+pub unsafe fn destroy_boxed<T, O>(obj: *mut O, destroy: unsafe extern "C" fn(*mut O) -> c_int) -> Result<()> {
+    // SAFETY: per contract.
+    helper_result(unsafe { destroy(obj) })?;
+    // SAFETY: per contract.
+    drop(unsafe { Box::from_raw(obj.cast::<T>()) });
+    Ok(())
+}
+
 /// A legacy (non-extended) uverbs write command.
 ///
 /// # Safety

@@ -170,14 +170,8 @@ fn finish_create<'a>(ctx: &Context, cq: Box<Cq>, mi: &mminfo) -> Result<&'a mut 
 /// # Safety
 /// `cq` came from create/create_ex and is not used afterwards on success.
 pub unsafe fn destroy(cq: *mut ibv_cq) -> Result<()> {
-    // SAFETY: per contract.
-    let ret = unsafe { ibv_cmd_destroy_cq(cq) };
-    if ret != 0 {
-        return Err(Errno(ret));
-    }
-    // SAFETY: leaked from a Box<Cq> in finish_create.
-    drop(unsafe { Box::from_raw(cq.cast::<Cq>()) });
-    Ok(())
+    // SAFETY: forwarded; leaked from a Box<Cq> in finish_create (dropping it unmaps the ring).
+    unsafe { crate::cmd::destroy_boxed::<Cq, _>(cq, ibv_cmd_destroy_cq) }
 }
 
 /// `ibv_resize_cq`: the kernel moves the entries to a new ring we remap.

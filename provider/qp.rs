@@ -236,10 +236,7 @@ pub fn query(qp: &Qp, attr: *mut ibv_qp_attr, mask: c_int, init_attr: *mut ibv_q
     let mut cmd = LegacyCmd::<ib_uverbs_query_qp> { hdr: Default::default(), core: Default::default() };
     // SAFETY: the application's buffers; ours for cmd.
     let ret = unsafe { ibv_cmd_query_qp(qp.ibv_qp(), attr, mask, init_attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) };
-    if ret != 0 {
-        return Err(Errno(ret));
-    }
-    Ok(())
+    crate::cmd::helper_result(ret)
 }
 
 /// `ibv_modify_qp`.
@@ -259,14 +256,8 @@ pub fn modify(qp: &Qp, attr: *mut ibv_qp_attr, mask: c_int) -> Result<()> {
 /// # Safety
 /// `qp` is not used afterwards on success.
 pub unsafe fn destroy(qp: *mut ibv_qp) -> Result<()> {
-    // SAFETY: per contract.
-    let ret = unsafe { ibv_cmd_destroy_qp(qp) };
-    if ret != 0 {
-        return Err(Errno(ret));
-    }
-    // SAFETY: allocated as a Box<Qp> in with_new_qp.
-    drop(unsafe { Box::from_raw(qp.cast::<Qp>()) });
-    Ok(())
+    // SAFETY: forwarded; allocated as a Box<Qp> in with_new_qp.
+    unsafe { crate::cmd::destroy_boxed::<Qp, _>(qp, ibv_cmd_destroy_qp) }
 }
 
 /// Tells the kernel new send WQEs are waiting: a POST_SEND write with no WRs.

@@ -153,10 +153,7 @@ pub fn query(srq: &Srq, attr: *mut ibv_srq_attr) -> Result<()> {
     let mut cmd = LegacyCmd::<ib_uverbs_query_srq> { hdr: Default::default(), core: Default::default() };
     // SAFETY: srq is live; the application's attr.
     let ret = unsafe { ibv_cmd_query_srq(srq.ibv_srq(), attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) };
-    if ret != 0 {
-        return Err(Errno(ret));
-    }
-    Ok(())
+    crate::cmd::helper_result(ret)
 }
 
 /// `ibv_destroy_srq`.
@@ -164,14 +161,8 @@ pub fn query(srq: &Srq, attr: *mut ibv_srq_attr) -> Result<()> {
 /// # Safety
 /// `srq` is not used afterwards on success.
 pub unsafe fn destroy(srq: *mut ibv_srq) -> Result<()> {
-    // SAFETY: per contract.
-    let ret = unsafe { ibv_cmd_destroy_srq(srq) };
-    if ret != 0 {
-        return Err(Errno(ret));
-    }
-    // SAFETY: leaked from a Box<Srq> in finish().
-    drop(unsafe { Box::from_raw(srq.cast::<Srq>()) });
-    Ok(())
+    // SAFETY: forwarded; leaked from a Box<Srq> in finish().
+    unsafe { crate::cmd::destroy_boxed::<Srq, _>(srq, ibv_cmd_destroy_srq) }
 }
 
 /// `ibv_post_srq_recv`.
