@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static struct ibv_context *ctx;
 static struct ibv_pd *pd;
@@ -351,6 +352,199 @@ static void threads(void)
 	free_pair(&tp);
 }
 
+
+/* Extended polling over several entries, reading each field rxe carries. */
+static void cq_ex_polling(void)
+{
+	struct ibv_cq_init_attr_ex ca = { .cqe = 64, .wc_flags = IBV_WC_EX_WITH_BYTE_LEN | IBV_WC_EX_WITH_QP_NUM };
+	struct ibv_cq_ex *cqx = ibv_create_cq_ex(ctx, &ca);
+	struct ibv_poll_cq_attr pa = { 0 };
+	struct ibv_qp_init_attr ia = { 0 };
+	struct ibv_qp *a, *b;
+	struct ibv_cq *rcq = ibv_create_cq(ctx, 64, NULL, NULL, 0);
+	int n = 0, bytes = 0, ok = 1, ret, spins = 0;
+
+	if (!cqx || !rcq)
+		die("create_cq_ex");
+	ia.send_cq = ibv_cq_ex_to_cq(cqx);
+	ia.recv_cq = rcq;
+	ia.qp_type = IBV_QPT_RC;
+	ia.cap = (struct ibv_qp_cap){ .max_send_wr = 16, .max_recv_wr = 16, .max_send_sge = 1, .max_recv_sge = 1 };
+	a = ibv_create_qp(pd, &ia);
+	b = ibv_create_qp(pd, &ia);
+	if (!a || !b)
+		die("create_qp");
+	to_rts(a, b->qp_num, 1);
+	to_rts(b, a->qp_num, 1);
+	post_recvs(b, 5);
+	for (int i = 0; i < 5; i++) {
+		struct ibv_sge s = { (uintptr_t)buf, 10 + i, mr->lkey };
+		struct ibv_send_wr w = { .wr_id = 100 + i, .sg_list = &s, .num_sge = 1, .opcode = IBV_WR_SEND,
+					 .send_flags = IBV_SEND_SIGNALED }, *bad;
+		if (ibv_post_send(a, &w, &bad))
+			die("post_send");
+	}
+	while (n < 5 && spins++ < 1000000) {
+		ret = ibv_start_poll(cqx, &pa);
+		if (ret == ENOENT)
+			continue;
+		do {
+			if (cqx->status != IBV_WC_SUCCESS || cqx->wr_id != (uint64_t)(100 + n) ||
+			    ibv_wc_read_opcode(cqx) != IBV_WC_SEND || ibv_wc_read_qp_num(cqx) != a->qp_num)
+				ok = 0;
+			bytes += ibv_wc_read_byte_len(cqx);
+			n++;
+		} while (ibv_next_poll(cqx) == 0);
+		ibv_end_poll(cqx);
+	}
+	ret = ibv_start_poll(cqx, &pa);
+	if (ret == 0)
+		ibv_end_poll(cqx);
+	printf("case cq_ex_polling: entries=%d in_order=%s bytes=%d then_empty=%s\n", n, ok ? "yes" : "no", bytes,
+	       ret == ENOENT ? "yes" : "no");
+	ibv_destroy_qp(a);
+	ibv_destroy_qp(b);
+	ibv_destroy_cq(ibv_cq_ex_to_cq(cqx));
+	ibv_destroy_cq(rcq);
+}
+
+/* Completions waiting in a CQ survive its resize. */
+static void cq_resize(void)
+{
+	struct pair p;
+	int errors = 0, ret, got;
+
+	make_pair(&p, 16, 16, 0, 1);
+	post_recvs(p.b, 10);
+	for (int i = 0; i < 10; i++) {
+		struct ibv_sge s = { (uintptr_t)buf, 8, mr->lkey };
+		struct ibv_send_wr w = { .wr_id = i, .sg_list = &s, .num_sge = 1, .opcode = IBV_WR_SEND,
+					 .send_flags = IBV_SEND_SIGNALED }, *bad;
+		if (ibv_post_send(p.a, &w, &bad))
+			die("post_send");
+	}
+	/* Let all ten land before resizing. */
+	for (int i = 0; i < 2000000 && ibv_poll_cq(p.rcq, 0, NULL) == 0; i++)
+		;
+	{
+		struct timespec t = { 0, 300 * 1000 * 1000 };
+		nanosleep(&t, NULL);
+	}
+	ret = ibv_resize_cq(p.scq, 8192);
+	got = drain(p.scq, 10, &errors);
+	printf("case cq_resize: ret=%s cqe_at_least_8192=%s kept=%d errors=%d\n", ename(ret),
+	       p.scq->cqe >= 8192 ? "yes" : "no", got, errors);
+	free_pair(&p);
+}
+
+static void srq_modify_query(void)
+{
+	struct ibv_srq_init_attr sa = { .attr = { .max_wr = 16, .max_sge = 1 } };
+	struct ibv_srq *srq = ibv_create_srq(pd, &sa);
+	struct ibv_srq_attr a = { 0 };
+	int r1, r2, r3, posted = 0;
+
+	if (!srq)
+		die("create_srq");
+	a.srq_limit = 4;
+	r1 = ibv_modify_srq(srq, &a, IBV_SRQ_LIMIT);
+	a.max_wr = 256;
+	r2 = ibv_modify_srq(srq, &a, IBV_SRQ_MAX_WR);
+	memset(&a, 0, sizeof(a));
+	r3 = ibv_query_srq(srq, &a);
+	for (int i = 0; i < 200; i++) {
+		struct ibv_sge s = { (uintptr_t)buf, 8, mr->lkey };
+		struct ibv_recv_wr w = { .sg_list = &s, .num_sge = 1 }, *bad;
+		if (ibv_post_srq_recv(srq, &w, &bad) == 0)
+			posted++;
+	}
+	printf("case srq_modify_query: limit=%s resize=%s query=%s max_wr_at_least_256=%s limit_is_4=%s posted_after_resize=%d\n",
+	       ename(r1), ename(r2), ename(r3), a.max_wr >= 256 ? "yes" : "no", a.srq_limit == 4 ? "yes" : "no", posted);
+	ibv_destroy_srq(srq);
+}
+
+/* Memory windows: bind type 1 (ibv_bind_mw) and type 2 (BIND_MW WR), read
+ * through each window's rkey from the peer, then invalidate type 2 locally. */
+static void memory_windows(void)
+{
+	struct pair p;
+	struct ibv_mr *bmr;
+	struct ibv_mw *mw1, *mw2;
+	struct ibv_wc wc;
+	int errors = 0, r1, r2, rd1 = -1, rd2 = -1, inv = -1, rd3 = -1;
+	char *local = buf + 4096, *target = buf + 8192;
+
+	bmr = ibv_reg_mr(pd, target, 4096, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_MW_BIND);
+	mw1 = ibv_alloc_mw(pd, IBV_MW_TYPE_1);
+	mw2 = ibv_alloc_mw(pd, IBV_MW_TYPE_2);
+	if (!bmr || !mw1 || !mw2)
+		die("mw setup");
+	memset(target, 0x5a, 64);
+	make_pair(&p, 16, 16, 0, 1);
+	{
+		struct ibv_mw_bind bind = { .wr_id = 1, .send_flags = IBV_SEND_SIGNALED,
+			.bind_info = { .mr = bmr, .addr = (uintptr_t)target, .length = 64, .mw_access_flags = IBV_ACCESS_REMOTE_READ } };
+		r1 = ibv_bind_mw(p.b, mw1, &bind);
+		drain(p.scq, 1, &errors);
+	}
+	{
+		struct ibv_send_wr w = { .wr_id = 2, .opcode = IBV_WR_BIND_MW, .send_flags = IBV_SEND_SIGNALED }, *bad;
+		w.bind_mw.mw = mw2;
+		w.bind_mw.rkey = ibv_inc_rkey(mw2->rkey);
+		w.bind_mw.bind_info = (struct ibv_mw_bind_info){ .mr = bmr, .addr = (uintptr_t)target, .length = 64,
+			.mw_access_flags = IBV_ACCESS_REMOTE_READ };
+		r2 = ibv_post_send(p.b, &w, &bad);
+		drain(p.scq, 1, &errors);
+		if (r2 == 0)
+			mw2->rkey = w.bind_mw.rkey;
+	}
+	for (int k = 0; k < 2; k++) {
+		struct ibv_sge s = { (uintptr_t)local, 64, mr->lkey };
+		struct ibv_send_wr w = { .wr_id = 10 + k, .sg_list = &s, .num_sge = 1, .opcode = IBV_WR_RDMA_READ,
+			.send_flags = IBV_SEND_SIGNALED }, *bad;
+		w.wr.rdma.remote_addr = (uintptr_t)target;
+		w.wr.rdma.rkey = k ? mw2->rkey : mw1->rkey;
+		memset(local, 0, 64);
+		if (ibv_post_send(p.a, &w, &bad))
+			die("rdma read");
+		while (ibv_poll_cq(p.scq, 1, &wc) == 0)
+			;
+		if (k)
+			rd2 = wc.status == IBV_WC_SUCCESS && local[63] == 0x5a;
+		else
+			rd1 = wc.status == IBV_WC_SUCCESS && local[63] == 0x5a;
+	}
+	{
+		struct ibv_send_wr w = { .wr_id = 20, .opcode = IBV_WR_LOCAL_INV, .send_flags = IBV_SEND_SIGNALED }, *bad;
+		w.invalidate_rkey = mw2->rkey;
+		if (ibv_post_send(p.b, &w, &bad))
+			die("local inv");
+		while (ibv_poll_cq(p.scq, 1, &wc) == 0)
+			;
+		inv = wc.status == IBV_WC_SUCCESS;
+	}
+	{
+		/* A read through the invalidated window must fail. */
+		struct ibv_sge s = { (uintptr_t)local, 64, mr->lkey };
+		struct ibv_send_wr w = { .wr_id = 30, .sg_list = &s, .num_sge = 1, .opcode = IBV_WR_RDMA_READ,
+			.send_flags = IBV_SEND_SIGNALED }, *bad;
+		w.wr.rdma.remote_addr = (uintptr_t)target;
+		w.wr.rdma.rkey = mw2->rkey;
+		if (ibv_post_send(p.a, &w, &bad))
+			die("rdma read 2");
+		while (ibv_poll_cq(p.scq, 1, &wc) == 0)
+			;
+		rd3 = wc.status != IBV_WC_SUCCESS;
+	}
+	printf("case memory_windows: bind1=%s bind2=%s read_type1=%d read_type2=%d local_inv=%d read_after_inv_fails=%d bind_errors=%d\n",
+	       ename(r1), ename(r2), rd1, rd2, inv, rd3, errors);
+	/* The QPs went to error on the refused read: destroy before the MWs. */
+	free_pair(&p);
+	ibv_dealloc_mw(mw1);
+	ibv_dealloc_mw(mw2);
+	ibv_dereg_mr(bmr);
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "rxe0";
@@ -377,6 +571,10 @@ int main(int argc, char **argv)
 	full_send_queue();
 	full_recv_queue();
 	send_in_init();
+	cq_ex_polling();
+	cq_resize();
+	srq_modify_query();
+	memory_windows();
 	threads();
 	ibv_dereg_mr(mr);
 	ibv_dealloc_pd(pd);
