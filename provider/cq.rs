@@ -213,15 +213,10 @@ pub unsafe fn poll(cq: &Cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
         // SAFETY: we hold the lock.
         let Some(ring) = (unsafe { &cq.polling().ring }) else { return -1 };
         let mut cons = ring.consumer_index();
-        let mut prod = ring.producer_index_acquire();
         let mut n = 0;
-        while n < ne {
-            if cons == prod {
-                prod = ring.producer_index_acquire();
-                if cons == prod {
-                    break;
-                }
-            }
+        // One Acquire load of the kernel's index per entry, as librxe does:
+        // it also picks up entries that land while we copy.
+        while n < ne && cons != ring.producer_index_acquire() {
             // SAFETY: the slot holds a kernel-written ib_uverbs_wc (made
             // visible by the Acquire load), which has ibv_wc's layout.
             unsafe { ptr::copy_nonoverlapping(ring.slot(cons).cast::<ibv_wc>(), wc.add(n as usize), 1) };

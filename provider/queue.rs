@@ -161,24 +161,39 @@ pub struct SpinLock {
 }
 
 impl SpinLock {
+    #[inline(always)]
     pub fn lock(&self) {
+        if !self.locked.swap(true, Ordering::Acquire) {
+            return;
+        }
+        self.lock_contended();
+    }
+
+    #[cold]
+    fn lock_contended(&self) {
+        // Uncontended: one atomic swap. Contended: wait on plain loads, so
+        // waiters do not bounce the cache line, then retry the swap.
         let mut spins = 0u32;
-        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            spins += 1;
-            // Holders may be descheduled (few CPUs, emulation): don't burn a whole slice.
-            if spins % 64 == 0 {
-                std::thread::yield_now();
-            } else {
-                core::hint::spin_loop();
+        while self.locked.swap(true, Ordering::Acquire) {
+            while self.locked.load(Ordering::Relaxed) {
+                spins += 1;
+                // Holders may be descheduled (few CPUs, emulation): don't burn a whole slice.
+                if spins % 64 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    core::hint::spin_loop();
+                }
             }
         }
     }
 
+    #[inline(always)]
     pub fn unlock(&self) {
         self.locked.store(false, Ordering::Release);
     }
 
     /// Runs `f` under the lock.
+    #[inline(always)]
     pub fn with<T>(&self, f: impl FnOnce() -> T) -> T {
         struct Unlock<'a>(&'a SpinLock);
         impl Drop for Unlock<'_> {

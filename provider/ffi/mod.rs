@@ -29,6 +29,8 @@ fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 /// For hot-path ops with their own return conventions: `on_panic` if `f` panics.
+/// Inlined so the hot path costs no extra calls when nothing panics.
+#[inline(always)]
 fn no_unwind<T>(op: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
         log::error!("{op}: internal error (panic)");

@@ -1,0 +1,36 @@
+#!/bin/bash
+# Runs inside the VM: the same benchmarks through the stock librxe and ours,
+# interleaved round by round so drift in the emulated machine hits both alike.
+# usage: guest.sh <repo> <micro binary> <out dir> <rounds>
+set -u
+repo=$1 micro=$2 out=$3 rounds=$4
+modprobe rdma_rxe
+nic=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+ip link set "$nic" up && ip addr add 192.0.2.1/24 dev "$nic"
+rdma link add rxe0 type rxe netdev "$nic"
+mkdir -p /tmp/drv-stock /tmp/drv-ours
+echo "driver rxe" > /tmp/drv-stock/x.driver
+echo "driver $repo/driver-config/librxe_rs" > /tmp/drv-ours/x.driver
+
+# Runs "$@" with only provider $1's driver file visible to libibverbs.
+only() { local p=$1; shift; unshare -m sh -c "mount --bind /tmp/drv-$p /etc/libibverbs.d && exec \"\$@\"" sh "$@"; }
+
+pair() { # provider name server-args... -- client-args...
+	local p=$1 name=$2; shift 2
+	local srv=() cli=()
+	while [ "$1" != -- ]; do srv+=("$1"); shift; done; shift
+	cli=("$@")
+	only "$p" timeout 120 "${srv[@]}" > "$out/$name.$p.srv" 2>&1 &
+	sleep 2
+	only "$p" timeout 120 "${cli[@]}" > "$out/$name.$p.cli" 2>&1
+	wait
+}
+
+for r in $(seq 1 "$rounds"); do
+	for p in stock ours; do
+		only "$p" timeout 300 "$micro" rxe0 1 > "$out/micro.$p.$r" 2>&1
+		pair "$p" send_lat.$r ib_send_lat -d rxe0 -x 1 -n 2000 -- ib_send_lat -d rxe0 -x 1 -n 2000 localhost
+		pair "$p" write_bw.$r ib_write_bw -d rxe0 -x 1 -n 3000 -- ib_write_bw -d rxe0 -x 1 -n 3000 localhost
+	done
+done
+echo finished > "$out/finished"
