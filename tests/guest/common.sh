@@ -1,0 +1,69 @@
+# Sourced by the guest suites. Runs inside the VM as root.
+#   REPO  the project checkout (read-only in the guest)
+#   OUT   where results go (the VM's --rwdir)
+#   BIN   the C test programs, built on the host
+set -u
+CASES=$OUT/cases.txt
+
+# Brings up rxe0 on the VM's first NIC, which is wired to nothing outside it.
+setup_rxe() {
+	modprobe rdma_rxe || return 1
+	NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+	ip link set "$NIC" up && ip addr add 192.0.2.1/24 dev "$NIC" || return 1
+	# rdma_cm's multicast tools need a route for the group.
+	ip route add 224.0.0.0/4 dev "$NIC" 2>/dev/null
+	rdma link add rxe0 type rxe netdev "$NIC" || return 1
+	# The unprivileged cases open the device as nobody.
+	chmod 666 /dev/infiniband/uverbs* /dev/infiniband/rdma_cm 2>/dev/null
+	mkdir -p /tmp/drv-stock /tmp/drv-ours
+	echo "driver rxe" > /tmp/drv-stock/x.driver
+	echo "driver $REPO/driver-config/librxe_rs" > /tmp/drv-ours/x.driver
+	mkdir -p "$OUT/log" && chmod 777 "$OUT/log"
+}
+
+# only <stock|ours> <label> cmd...: runs cmd seeing only that provider's
+# driver file (a private mount of /etc/libibverbs.d). Both log at info level
+# to $OUT/log/<label>.rxe_rs.log: a `context opened by rxe_rs` line there
+# proves ours served the run, and its absence that the stock one did.
+only() {
+	local p=$1 label=$2
+	shift 2
+	unshare -m sh -c 'mount --bind "$1" /etc/libibverbs.d && shift && exec "$@"' sh "/tmp/drv-$p" \
+		env VERBS_LOG_LEVEL=3 "VERBS_LOG_FILE=$OUT/log/$label.rxe_rs.log" "$@"
+}
+
+# record <name> <provider> <exit status> <seconds>
+record() {
+	local verdict=PASS
+	[ "$3" = 0 ] || verdict=FAIL
+	echo "CASE $1 $2 $verdict $4 rc=$3" >> "$CASES"
+}
+
+# single <name> <provider> cmd...: one program, pass = exit 0.
+single() {
+	local name=$1 p=$2
+	shift 2
+	local t0=$SECONDS
+	only "$p" "$name.$p" timeout 300 "$@" > "$OUT/log/$name.$p.out" 2>&1
+	record "$name" "$p" $? $((SECONDS - t0))
+}
+
+# pair <name> <provider> server-cmd... -- client-cmd...: a server in the
+# background and a client; pass = both exit 0.
+pair() {
+	local name=$1 p=$2
+	shift 2
+	local srv=()
+	while [ "$1" != -- ]; do srv+=("$1"); shift; done
+	shift
+	local t0=$SECONDS
+	only "$p" "$name.$p" timeout 240 "${srv[@]}" > "$OUT/log/$name.$p.srv" 2>&1 &
+	local spid=$!
+	sleep 3
+	only "$p" "$name.$p" timeout 200 "$@" > "$OUT/log/$name.$p.cli" 2>&1
+	local crc=$?
+	wait "$spid"
+	local src=$?
+	[ "$crc" = 0 ] && [ "$src" = 0 ]
+	record "$name" "$p" $? $((SECONDS - t0))
+}

@@ -1,0 +1,78 @@
+# The data path (issue 3): real programs through each provider.
+
+examples() {
+	local p=$1
+	for t in rc uc ud srq; do
+		pair "pingpong_$t" "$p" ibv_${t}_pingpong -g 1 -d rxe0 -n 100 -- ibv_${t}_pingpong -g 1 -d rxe0 -n 100 localhost
+	done
+	pair pingpong_rc_events "$p" ibv_rc_pingpong -g 1 -d rxe0 -n 100 -e -- ibv_rc_pingpong -g 1 -d rxe0 -n 100 -e localhost
+}
+
+# perf <name> <provider> <tool> <args...>: a perftest server/client pair.
+perf() {
+	local name=$1 p=$2 tool=$3
+	shift 3
+	local dev=(-d rxe0)
+	pair "perftest_$name" "$p" "$tool" "${dev[@]}" "$@" -- "$tool" "${dev[@]}" "$@" "$PERF_PEER"
+}
+
+perftests() {
+	local p=$1 api
+	PERF_PEER=localhost
+	for api in new old; do
+		local extra=()
+		[ "$api" = old ] && extra=(--use_old_post_send)
+		for kind in lat bw; do
+			for c in RC UC UD; do
+				perf "send_${kind}_${c}_$api" "$p" ib_send_$kind -x 1 -c $c -n 100 "${extra[@]}"
+			done
+			for c in RC UC; do
+				perf "write_${kind}_${c}_$api" "$p" ib_write_$kind -x 1 -c $c -n 100 "${extra[@]}"
+			done
+			perf "read_${kind}_RC_$api" "$p" ib_read_$kind -x 1 -c RC -n 100 "${extra[@]}"
+			perf "atomic_${kind}_RC_$api" "$p" ib_atomic_$kind -x 1 -c RC -n 100 "${extra[@]}"
+		done
+	done
+	perf send_bw_srq "$p" ib_send_bw -x 1 -n 100 --use-srq
+	perf send_lat_srq "$p" ib_send_lat -x 1 -n 100 --use-srq
+	perf send_bw_q4 "$p" ib_send_bw -x 1 -n 100 -q 4
+	perf write_bw_q4 "$p" ib_write_bw -x 1 -n 100 -q 4
+	perf send_lat_inline64 "$p" ib_send_lat -x 1 -n 100 -I 64
+	perf write_lat_inline64 "$p" ib_write_lat -x 1 -n 100 -I 64
+	PERF_PEER=192.0.2.1
+	perf send_bw_rdma_cm "$p" ib_send_bw -R -n 100
+	perf write_lat_rdma_cm "$p" ib_write_lat -R -n 100
+	perf read_bw_rdma_cm "$p" ib_read_bw -R -n 100
+}
+
+rdmacm() {
+	local p=$1
+	pair rping "$p" rping -s -a 192.0.2.1 -C 10 -- rping -c -a 192.0.2.1 -C 10 -v
+	pair ucmatose "$p" ucmatose -- ucmatose -s 192.0.2.1
+	pair udaddy "$p" udaddy -- udaddy -s 192.0.2.1
+	pair rdma_server_client "$p" rdma_server -- rdma_client -s 192.0.2.1
+	pair mckey "$p" mckey -m 239.1.1.1 -b 192.0.2.1 -C 10 -- mckey -m 239.1.1.1 -b 192.0.2.1 -s -C 10
+}
+
+# rdma-core's own suite, as python3-pyverbs ships it.
+pyverbs_suite() {
+	local p=$1
+	# The suite imports itself as the package "tests".
+	rm -rf /tmp/pyv && mkdir /tmp/pyv && cp -r /usr/share/doc/rdma-core/tests /tmp/pyv/tests && gunzip -f /tmp/pyv/tests/*.gz
+	(cd /tmp/pyv && only "$p" "pyverbs.$p" timeout 1500 /usr/bin/python3 tests/run_tests.py --dev rxe0 --gid 1 -v) \
+		> "$OUT/pyverbs.$p.txt" 2>&1
+	echo "exit=$?" >> "$OUT/pyverbs.$p.txt"
+}
+
+datapath_suite() {
+	for p in stock ours; do
+		examples "$p"
+		perftests "$p"
+		rdmacm "$p"
+		only "$p" "edge.$p" timeout 300 "$BIN/edge" rxe0 1 > "$OUT/edge.$p.txt" 2>&1
+		echo "exit=$?" >> "$OUT/edge.$p.txt"
+	done
+	for p in stock ours; do
+		pyverbs_suite "$p"
+	done
+}
