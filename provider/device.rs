@@ -70,7 +70,12 @@ pub unsafe fn alloc(sysfs: *const verbs_sysfs_dev) -> *mut verbs_device {
     // SAFETY: all-zero is a valid verbs_device (null pointers, zero counts);
     // libibverbs fills it in after we return.
     let mut dev: Box<Device> = Box::new(unsafe { core::mem::zeroed() });
-    dev.abi_version = unsafe { (*sysfs).abi_ver };
+    // SAFETY: libibverbs' live description of the device; names are NUL-terminated.
+    let name = unsafe {
+        dev.abi_version = (*sysfs).abi_ver;
+        core::ffi::CStr::from_ptr((*sysfs).ibdev_name.as_ptr()).to_string_lossy()
+    };
+    log::info!("{name}: device matched by rxe_rs {} (uverbs ABI {})", env!("CARGO_PKG_VERSION"), dev.abi_version);
     &mut Box::leak(dev).vdev
 }
 

@@ -91,6 +91,11 @@ fn served_by_ours(label: &str) -> bool {
     our_log(label).contains("context opened by rxe_rs")
 }
 
+/// Whether ours matched the device (also for programs that open no context).
+fn matched_by_ours(label: &str) -> bool {
+    our_log(label).contains("rxe0: device matched by rxe_rs")
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"));
     let all: Vec<&str> = text.lines().collect();
@@ -112,8 +117,12 @@ fn devinfo_is_identical_through_both_providers() {
 
 #[test]
 fn each_run_was_served_by_the_provider_it_names() {
-    for label in ["devinfo", "devices", "mr_cases"] {
+    assert!(matched_by_ours("devices.ours"), "ibv_devices: ours did not match rxe0");
+    for label in ["devinfo", "mr_cases"] {
+        assert!(matched_by_ours(&format!("{label}.ours")), "{label}: ours did not match rxe0");
         assert!(served_by_ours(&format!("{label}.ours")), "{label}: ours did not serve the 'ours' run");
+    }
+    for label in ["devinfo", "devices", "mr_cases"] {
         assert!(!our_log(&format!("{label}.stock")).contains("rxe_rs:"), "{label}: rxe_rs served the 'stock' run");
     }
 }
@@ -437,7 +446,8 @@ fn rpm_installs_into_a_scratch_root_like_the_deb() {
     let _ = fs::remove_dir_all(&deb_dir);
     run("dpkg-deb", &["-x", deb.to_str().unwrap(), deb_dir.to_str().unwrap()]);
     let deb_lib = deb_dir.join("usr/lib/x86_64-linux-gnu/libibverbs/librxe_rs-rdmav34.so");
-    assert_eq!(fs::read(&lib).unwrap(), fs::read(&deb_lib).unwrap(), "rpm and deb ship different libraries");
+    let (rpm_bytes, deb_bytes) = (fs::read(&lib).unwrap(), fs::read(&deb_lib).unwrap());
+    assert!(rpm_bytes == deb_bytes, "rpm ({} bytes) and deb ({} bytes) ship different libraries", rpm_bytes.len(), deb_bytes.len());
     assert_eq!(
         fs::read_to_string(root.join("usr/share/rxe-rs/rxe_rs.driver")).unwrap(),
         fs::read_to_string(deb_dir.join("usr/share/rxe-rs/rxe_rs.driver")).unwrap()

@@ -55,6 +55,7 @@ fn ret_int(r: Result<()>) -> c_int {
 }
 
 pub unsafe extern "C" fn alloc_device(sysfs: *mut verbs_sysfs_dev) -> *mut verbs_device {
+    crate::log::init();
     // SAFETY: libibverbs passes the sysfs device it is matching.
     ret_ptr(guarded("alloc_device", || Ok(unsafe { device::alloc(sysfs) })))
 }

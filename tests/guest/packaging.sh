@@ -23,24 +23,20 @@ probe() {
 	cat "$OUT/log/probe.out" "$OUT/log/probe.log" 2>/dev/null
 }
 
-uses_ours() {
-	local p
+# uses <ours|stock>: a verbs program started with a clean environment maps
+# that provider's library and not the other's, and only ours logs.
+uses() {
+	local want=$STOCK_LIB other=$OUR_LIB p
+	[ "$1" = ours ] && want=$OUR_LIB other=$STOCK_LIB
 	p=$(probe)
 	echo "$p"
-	echo "$p" | grep -q "^opened rxe0" &&
-		echo "$p" | grep -q "provider-lib: $OUR_LIB" &&
-		! echo "$p" | grep -q "provider-lib: $STOCK_LIB" &&
+	echo "$p" | grep -q "^opened rxe0" && echo "$p" | grep -q "provider-lib: $want" &&
+		! echo "$p" | grep -q "provider-lib: $other" || return 1
+	if [ "$1" = ours ]; then
 		echo "$p" | grep -q "context opened by rxe_rs"
-}
-
-uses_stock() {
-	local p
-	p=$(probe)
-	echo "$p"
-	echo "$p" | grep -q "^opened rxe0" &&
-		echo "$p" | grep -q "provider-lib: $STOCK_LIB" &&
-		! echo "$p" | grep -q "provider-lib: $OUR_LIB" &&
+	else
 		! echo "$p" | grep -q "rxe_rs"
+	fi
 }
 
 stock_entry_in_place() {
@@ -68,22 +64,22 @@ packaging_suite() {
 	deb1=$(ls "$REPO"/target/packages/rxe-rs_*-1_amd64.deb)
 	deb2=$(ls "$REPO"/target/packages/rxe-rs_*-2_amd64.deb)
 	# The guest's dpkg database is the host's, under an overlay.
-	check before_install_stock_is_used uses_stock
+	check before_install_stock_is_used uses stock
 	check install dpkg -i "$deb1"
 	check install_diverts_stock_entry diverted
-	check installed_ours_is_used uses_ours
+	check installed_ours_is_used uses ours
 	check installed_pingpong pingpong_installed
 	check upgrade_in_place dpkg -i "$deb2"
 	check upgraded_still_diverted diverted
-	check upgraded_ours_is_used uses_ours
+	check upgraded_ours_is_used uses ours
 	check remove dpkg -r rxe-rs
 	check removed_stock_entry_back stock_entry_in_place
-	check removed_stock_is_used uses_stock
+	check removed_stock_is_used uses stock
 	check removed_no_leftovers sh -c '! [ -e /usr/lib/x86_64-linux-gnu/libibverbs/librxe_rs-rdmav34.so ] && ! [ -e /etc/rxe-rs ]'
 	check reinstall dpkg -i "$deb1"
-	check reinstalled_ours_is_used uses_ours
+	check reinstalled_ours_is_used uses ours
 	check purge dpkg -P rxe-rs
 	check purged_stock_entry_back stock_entry_in_place
-	check purged_stock_is_used uses_stock
+	check purged_stock_is_used uses stock
 	check purged_not_installed sh -c '! dpkg -s rxe-rs 2>/dev/null | grep -q "^Status: install"'
 }
