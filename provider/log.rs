@@ -11,6 +11,7 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
 struct VerbsLogger {
+    level: LevelFilter,
     sink: Mutex<Option<File>>,
 }
 
@@ -66,19 +67,21 @@ fn parse_c_integer(s: &str) -> Option<i64> {
 
 static LOGGER: OnceLock<VerbsLogger> = OnceLock::new();
 
-/// Installs the logger once per process. Harmless if the application already
-/// installed a `log` logger of its own (then ours stays out of the way).
+/// Installs the logger once per process (the first device match or context
+/// open calls it).
 pub fn init() {
-    LOGGER.get_or_init(|| {
+    let logger = LOGGER.get_or_init(|| {
         let level = level_from_env(std::env::var("VERBS_LOG_LEVEL").ok().as_deref());
         let file = match (level, std::env::var_os("VERBS_LOG_FILE")) {
             (LevelFilter::Off, _) | (_, None) => None,
             (_, Some(path)) => OpenOptions::new().create(true).append(true).open(path).ok(),
         };
-        VerbsLogger { sink: Mutex::new(file) }
+        VerbsLogger { level, sink: Mutex::new(file) }
     });
-    if log::set_logger(LOGGER.get().expect("initialized above")).is_ok() {
-        log::set_max_level(level_from_env(std::env::var("VERBS_LOG_LEVEL").ok().as_deref()));
+    // Our copy of the `log` crate is private to this library, so this only
+    // fails when already done.
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(logger.level);
     }
 }
 

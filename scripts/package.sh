@@ -1,69 +1,110 @@
 #!/bin/bash
-# Builds the .deb (Debian 12) and the .rpm (Fedora/RHEL layout) of the
-# provider into target/packages/, then runs lintian and rpmlint on them.
-# usage: scripts/package.sh [debian/rpm release number, default 1]
-set -eu
+# Builds the .deb (Debian 12) and the .rpm (Fedora/RHEL layout, with
+# Debian's rpmbuild) of the provider into target/packages/, then runs
+# lintian and rpmlint on them: a lint error fails the build.
+# usage: bash scripts/package.sh [release]     (release number, default 1)
+# Needs root only to apt-get install missing tools (dpkg-dev, rpm, lintian,
+# rpmlint); nothing is installed from the packages built.
+set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 release=${1:-1}
+case "$release" in *[!0-9]* | "") echo "release must be a number" >&2; exit 2 ;; esac
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-need=()
-for p in dpkg-dev rpm lintian rpmlint; do dpkg -s "$p" > /dev/null 2>&1 || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ]; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
-cargo build --release
-out=$PWD/target/packages
-mkdir -p "$out"
 
-# One stripped copy of the library, named as libibverbs looks it up.
-stage=$out/stage
-rm -rf "$stage" && mkdir -p "$stage"
+need=()
+for p in dpkg-dev rpm lintian rpmlint gzip binutils; do
+	dpkg -s "$p" 2> /dev/null | grep -q '^Status: install ok installed' || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	echo "installing ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+cargo build --release
+out=$repo/target/packages
+work=$out/work-$release
+rm -rf "$work" && mkdir -p "$work"
+# rpm, rpmbuild and rpmlint open an rpm database under $HOME (Debian's rpm:
+# ~/.rpmdb); give them a scratch HOME so the build leaves none behind.
+rpmhome=$work/home
+mkdir -p "$rpmhome"
+
+# One stripped copy of the library, named as libibverbs looks it up; both
+# packages ship these same bytes.
+stage=$work/stage
+mkdir -p "$stage"
 strip --strip-unneeded -o "$stage/librxe_rs-rdmav34.so" target/release/librxe_rs.so
 chmod 0644 "$stage/librxe_rs-rdmav34.so"
 cp driver-config/rxe_rs.driver README.md LICENSE "$stage/"
 
-# --- .deb: assembled by hand, no debhelper (the binary is cargo's).
-root=$out/deb-root
-rm -rf "$root"
-mkdir -p "$root/DEBIAN" "$root/usr/lib/x86_64-linux-gnu/libibverbs" "$root/usr/share/rxe-rs" \
-	"$root/etc/libibverbs.d" "$root/usr/share/doc/rxe-rs"
-install -m 0644 "$stage/librxe_rs-rdmav34.so" "$root/usr/lib/x86_64-linux-gnu/libibverbs/"
-install -m 0644 "$stage/rxe_rs.driver" "$root/usr/share/rxe-rs/"
-# Our rxe.driver replaces the stock one (diverted by preinst). A symlink,
-# not a conffile, so it goes away on remove and the stock one can come back.
-ln -s /usr/share/rxe-rs/rxe_rs.driver "$root/etc/libibverbs.d/rxe.driver"
-install -m 0644 packaging/deb/copyright "$root/usr/share/doc/rxe-rs/copyright"
-sed "1s/(.*)/($version-$release)/" packaging/deb/changelog | gzip -9n > "$root/usr/share/doc/rxe-rs/changelog.Debian.gz"
-chmod 0644 "$root/usr/share/doc/rxe-rs/changelog.Debian.gz"
-install -m 0755 packaging/deb/preinst packaging/deb/postrm "$root/DEBIAN/"
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-sed -e "s/@VERSION@/$version-$release/" -e "s/@SIZE@/$size/" packaging/deb/control.in > "$root/DEBIAN/control"
-(cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"
-chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
+# The layout both packages install:
+#   <libdir>/libibverbs/librxe_rs-rdmav34.so   the provider (same bytes)
+#   /usr/share/rxe-rs/rxe_rs.driver            `driver rxe_rs`
+#   /etc/libibverbs.d/<entry>                  symlink to the above, so that
+#        it goes away on remove (a leftover conffile naming a removed
+#        library would make every verbs program warn "couldn't load driver")
+# and the stock /etc/libibverbs.d/rxe.driver moved to
+# /etc/rxe-rs/rxe.driver.stock while installed. <entry> is rxe.driver in
+# the .deb (it replaces the file it diverts, as dpkg-divert is meant to be
+# used; lintian rejects a diversion of a file the package does not ship) and
+# rxe_rs.driver in the .rpm (libibverbs owns rxe.driver there).
+# packaging/README.md says why and how.
+
+# --- .deb: assembled by hand with dpkg-deb (no debhelper: the binary is
+# cargo's); dependencies from dpkg-shlibdeps plus the private-ABI pin.
+pkg=$work/debian/rxe-rs
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+mkdir -p "$pkg/DEBIAN" "$pkg/usr/lib/$multiarch/libibverbs" "$pkg/usr/share/rxe-rs" \
+	"$pkg/etc/libibverbs.d" "$pkg/usr/share/doc/rxe-rs"
+install -m 0644 "$stage/librxe_rs-rdmav34.so" "$pkg/usr/lib/$multiarch/libibverbs/"
+install -m 0644 "$stage/rxe_rs.driver" "$pkg/usr/share/rxe-rs/"
+ln -s /usr/share/rxe-rs/rxe_rs.driver "$pkg/etc/libibverbs.d/rxe.driver"
+install -m 0644 packaging/deb/copyright "$pkg/usr/share/doc/rxe-rs/copyright"
+sed "1s/(.*)/($version-$release)/" packaging/deb/changelog | gzip -9n > "$pkg/usr/share/doc/rxe-rs/changelog.Debian.gz"
+chmod 0644 "$pkg/usr/share/doc/rxe-rs/changelog.Debian.gz"
+install -m 0755 packaging/deb/preinst packaging/deb/postrm "$pkg/DEBIAN/"
+printf 'Source: rxe-rs\n\nPackage: rxe-rs\nArchitecture: any\n' > "$work/debian/control"
+shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"debian/rxe-rs/usr/lib/$multiarch/libibverbs/librxe_rs-rdmav34.so" | sed -n 's/^shlibs:Depends=//p')
+# dpkg-shlibdeps gives libibverbs1 (>= 34) (from libibverbs1's symbols
+# file). Debian has no virtual package for the private ABI
+# (IBVERBS_PRIVATE_34): pin the libibverbs1 this was built and tested with.
+depends=$(echo "$shlibs" | tr ',' '\n' | sed 's/^ *//' | grep -v '^libibverbs1' | paste -sd, | sed 's/,/, /g')
+depends="$depends, libibverbs1 (>= 44), libibverbs1 (<< 45~)"
+size=$(du -sk --apparent-size --exclude=DEBIAN "$pkg" | cut -f1)
+sed -e "s/@VERSION@/$version-$release/" -e "s/@SIZE@/$size/" -e "s/@DEPENDS@/$depends/" \
+	packaging/deb/control.in > "$pkg/DEBIAN/control"
+(cd "$pkg" && find usr -type f -print0 | sort -z | xargs -0 md5sum) > "$pkg/DEBIAN/md5sums"
+chmod 0644 "$pkg/DEBIAN/control" "$pkg/DEBIAN/md5sums"
 deb=$out/rxe-rs_${version}-${release}_amd64.deb
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" > /dev/null
+dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" > /dev/null
 echo "built $deb"
 
-# --- .rpm: rpmbuild from Debian's rpm, Fedora's /usr/lib64 layout.
-top=$out/rpmbuild
-rm -rf "$top"
-rpmbuild -bb --quiet \
+# --- .rpm: rpmbuild from Debian's rpm, Fedora/RHEL's /usr/lib64 layout.
+top=$work/rpmbuild
+HOME=$rpmhome rpmbuild -bb --quiet \
 	--define "_topdir $top" --define "stage $stage" \
-	--define "version_override $version" --define "release_override $release" \
+	--define "pkg_version $version" --define "pkg_release $release" \
 	--define "_libdir /usr/lib64" --define "_defaultlicensedir /usr/share/licenses" \
 	--define "_build_id_links none" \
 	packaging/rpm/rxe-rs.spec
-rpm=$out/$(basename "$(ls "$top"/RPMS/x86_64/rxe-rs-*.rpm)")
-cp "$top"/RPMS/x86_64/rxe-rs-*.rpm "$rpm"
+built=("$top"/RPMS/x86_64/rxe-rs-"$version"-"$release"*.x86_64.rpm)
+rpm=$out/$(basename "${built[0]}")
+cp "${built[0]}" "$rpm"
 echo "built $rpm"
 
-# --- Lint: errors fail the build; the warnings we keep are listed, with
-# why, in packaging/README.md.
-echo "--- lintian"
-if ! lintian --fail-on error "$deb" > "$out/lintian.txt" 2>&1; then
-	cat "$out/lintian.txt"
+# --- Lint. The warnings kept are listed, with why, in packaging/README.md.
+echo "--- lintian $(basename "$deb")"
+lintian --fail-on error "$deb" > "$work/lintian.txt" 2>&1 || { cat "$work/lintian.txt"; exit 1; }
+grep -v '^running with root privileges' "$work/lintian.txt" || true
+echo "--- rpmlint $(basename "$rpm")"
+rc=0
+HOME=$rpmhome rpmlint -r packaging/rpmlintrc "$rpm" > "$work/rpmlint.txt" 2>&1 || rc=$?
+grep -E '^rxe-rs|packages and' "$work/rpmlint.txt" || cat "$work/rpmlint.txt"
+# rpmlint exits 64 on errors (66 when badness is over the threshold).
+if [ $rc != 0 ] || ! grep -Eq ' 0 errors, [0-9]+ warnings' "$work/rpmlint.txt"; then
+	echo "rpmlint: errors (exit $rc)" >&2
 	exit 1
 fi
-grep -v '^running with root privileges' "$out/lintian.txt" || true
-echo "--- rpmlint"
-rpmlint -r packaging/rpmlintrc "$rpm"
+rm -rf "$rpmhome"

@@ -51,7 +51,7 @@ setup_rxe() {
 	ibv_devinfo -d rxe0 -v | grep -E 'hca_id|state|GID\['
 	# The link needs a moment before its IPv4 GID is usable.
 	for _ in $(seq 30); do
-		ibv_devinfo -d rxe0 -v | grep -q 'GID\[  1\].*ffff:c000:0201' && break
+		ibv_devinfo -d rxe0 -v | grep -q 'GID\[  1\]:.*::ffff:192.0.2.1' && break
 		sleep 1
 	done
 	{ set +x; } 2>/dev/null

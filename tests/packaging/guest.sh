@@ -1,0 +1,237 @@
+#!/bin/bash
+# Runs INSIDE the VM, as root, started by tests/packaging/run.sh. The guest
+# sees the host's root filesystem with /etc, /usr and /var as throwaway
+# overlays (vng --overlay-rwdir), so dpkg really installs, upgrades, removes
+# and purges the .deb here and the host never sees it.
+# usage: guest.sh <out dir (--rwdir)> <probe binary> <deb release 1> <deb release 2>
+# Writes `PASS <check>` / `FAIL <check>` lines to <out>/results.txt, the
+# evidence of each check to <out>/log/<check>.txt, then <out>/finished.
+set -u
+OUT=$1 PROBE=$2 DEB1=$3 DEB2=$4
+LIBDIR=/usr/lib/x86_64-linux-gnu/libibverbs
+STOCK_LIB=$LIBDIR/librxe-rdmav34.so
+OUR_LIB=$LIBDIR/librxe_rs-rdmav34.so
+ENTRY=/etc/libibverbs.d/rxe.driver
+SAVED=/etc/rxe-rs/rxe.driver.stock
+OURS_LINE='rxe_rs: rxe0: context opened by rxe_rs'
+mkdir -p "$OUT/log"
+RESULTS=$OUT/results.txt
+: > "$RESULTS"
+
+# check <name> <command...>: PASS if the command exits 0; its output is the
+# evidence kept in log/<name>.txt.
+check() {
+	local name=$1
+	shift
+	if "$@" > "$OUT/log/$name.txt" 2>&1; then
+		echo "PASS $name" >> "$RESULTS"
+	else
+		echo "FAIL $name" >> "$RESULTS"
+	fi
+}
+
+# A verbs program run the way a user would: a clean environment with no
+# RDMAV_DRIVERS/IBV_DRIVERS or anything else, except VERBS_LOG_LEVEL=3 so
+# that our provider logs (to stderr: no VERBS_LOG_FILE).
+clean() {
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VERBS_LOG_LEVEL=3 "$@"
+}
+
+# uses <ours|stock>: the probe opens rxe0, maps the wanted provider library
+# and not the other, prints no libibverbs warning; ours logs its
+# `context opened by rxe_rs` line, the stock one nothing from rxe_rs.
+uses() {
+	local p rc want=$STOCK_LIB other=$OUR_LIB
+	[ "$1" = ours ] && want=$OUR_LIB other=$STOCK_LIB
+	p=$(clean "$PROBE" rxe0 2>&1)
+	rc=$?
+	echo "probe exit $rc; output:"
+	echo "$p"
+	echo "---"
+	[ $rc = 0 ] || { echo "probe failed"; return 1; }
+	echo "$p" | grep -qx "opened rxe0" || { echo "rxe0 not opened"; return 1; }
+	echo "$p" | grep -qx "mapped $want" || { echo "$want not mapped"; return 1; }
+	if echo "$p" | grep -qx "mapped $other"; then echo "$other is mapped"; return 1; fi
+	if echo "$p" | grep -q "libibverbs: Warning"; then echo "libibverbs warned"; return 1; fi
+	if [ "$1" = ours ]; then
+		echo "$p" | grep -qF "$OURS_LINE" || { echo "no '$OURS_LINE' line"; return 1; }
+	else
+		if echo "$p" | grep -q "rxe_rs"; then echo "rxe_rs logged though the stock provider should serve"; return 1; fi
+	fi
+	echo "ok: $1 provider used"
+}
+
+# ibv_devinfo, a stock tool, through whichever provider is installed.
+devinfo() {
+	local p rc
+	p=$(clean ibv_devinfo -d rxe0 2>&1)
+	rc=$?
+	echo "$p"
+	[ $rc = 0 ] && echo "$p" | grep -q "hca_id:.*rxe0" || return 1
+	if [ "$1" = ours ]; then
+		echo "$p" | grep -qF "$OURS_LINE"
+	else
+		! echo "$p" | grep -q "rxe_rs"
+	fi
+}
+
+# Traffic through the installed provider: ibv_rc_pingpong, no variables.
+pingpong() {
+	env -i PATH=/usr/bin:/bin timeout 120 ibv_rc_pingpong -g 1 -d rxe0 -n 100 > "$OUT/log/pingpong.srv" 2>&1 &
+	local spid=$! crc src
+	sleep 3
+	env -i PATH=/usr/bin:/bin timeout 100 ibv_rc_pingpong -g 1 -d rxe0 -n 100 localhost
+	crc=$?
+	wait $spid
+	src=$?
+	echo "server (exit $src):"
+	cat "$OUT/log/pingpong.srv"
+	[ $crc = 0 ] && [ $src = 0 ]
+}
+
+# The stock entry is back: the file in /etc/libibverbs.d is the stock one,
+# byte for byte, no diversion is left, and nothing of ours remains.
+stock_back() {
+	ls -la /etc/libibverbs.d
+	dpkg-divert --list '*rxe.driver*'
+	[ -f $ENTRY ] && [ ! -L $ENTRY ] || { echo "$ENTRY is not a regular file"; return 1; }
+	[ "$(sha256sum < $ENTRY)" = "$STOCK_SUM" ] || { echo "$ENTRY differs from the stock one"; return 1; }
+	[ -z "$(dpkg-divert --list $ENTRY)" ] || { echo "diversion left"; return 1; }
+	[ ! -e /etc/rxe-rs ] || { echo "/etc/rxe-rs left"; return 1; }
+	[ ! -e $OUR_LIB ] && [ ! -e /usr/share/rxe-rs ] || { echo "our files left"; return 1; }
+	for f in /etc/libibverbs.d/*; do
+		if grep -qs "rxe_rs" "$f"; then echo "$f names rxe_rs"; return 1; fi
+	done
+	echo ok
+}
+
+# Installed: the stock entry is diverted out of /etc/libibverbs.d (kept
+# intact), our entry names rxe_rs, and no file left in /etc/libibverbs.d
+# names the stock rxe provider (libibverbs reads every file there).
+diverted() {
+	ls -la /etc/libibverbs.d /etc/rxe-rs
+	dpkg-divert --list $ENTRY
+	dpkg-divert --list $ENTRY | grep -qx "diversion of $ENTRY to $SAVED by rxe-rs" || return 1
+	[ "$(sha256sum < $SAVED)" = "$STOCK_SUM" ] || { echo "saved stock entry differs"; return 1; }
+	[ "$(readlink $ENTRY)" = /usr/share/rxe-rs/rxe_rs.driver ] || return 1
+	grep -qx "driver rxe_rs" $ENTRY || return 1
+	for f in /etc/libibverbs.d/*; do
+		if grep -qsx "driver rxe" "$f"; then echo "$f still names the stock provider"; return 1; fi
+	done
+	[ -f $OUR_LIB ] || return 1
+	echo ok
+}
+
+# ibverbs-providers' own files are as dpkg installed them (none edited in
+# place; dpkg --verify follows the diversion).
+stock_pkg_intact() {
+	dpkg --verify ibverbs-providers libibverbs1 && echo "dpkg --verify: clean"
+}
+
+status_is() {
+	dpkg-query -W -f='${Status} ${Version}\n' rxe-rs 2>&1
+	[ "$(dpkg-query -W -f='${Status} ${Version}' rxe-rs 2>/dev/null)" = "$1" ]
+}
+
+# Purged or never installed: dpkg knows nothing of rxe-rs but its name.
+not_installed() {
+	dpkg-query -W -f='${Status}\n' rxe-rs 2>&1
+	local st
+	st=$(dpkg-query -W -f='${Status}' rxe-rs 2>/dev/null)
+	[ -z "$st" ] || [ "$st" = "unknown ok not-installed" ] || [ "$st" = "purge ok not-installed" ]
+}
+
+# A copy of the installed ibverbs-providers as a .deb (a small
+# dpkg-repack), taken before we touch anything, to reinstall it while our
+# diversion stands as an upgrade of rdma-core would.
+repack_providers() {
+	local r=/tmp/repack/root
+	rm -rf /tmp/repack && mkdir -p $r/DEBIAN
+	dpkg-query -L ibverbs-providers | while read -r f; do
+		if [ -L "$f" ] || [ -f "$f" ]; then cp -a --parents "$f" $r; fi
+	done
+	dpkg -s ibverbs-providers | grep -vE '^(Status|Conffiles):|^ /' > $r/DEBIAN/control
+	for s in preinst postinst prerm postrm triggers conffiles md5sums shlibs symbols; do
+		[ -e /var/lib/dpkg/info/ibverbs-providers:amd64.$s ] && cp -a /var/lib/dpkg/info/ibverbs-providers:amd64.$s $r/DEBIAN/$s
+	done
+	dpkg-deb --root-owner-group -b $r /tmp/repack/ibverbs-providers.deb
+}
+
+# --- rxe0 on the VM's first NIC (wired to nothing outside the VM).
+setup() {
+	modprobe rdma_rxe || return 1
+	NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+	ip link set "$NIC" up && ip addr add 192.0.2.1/24 dev "$NIC" || return 1
+	rdma link add rxe0 type rxe netdev "$NIC" || return 1
+	rdma link show
+	ls /etc/libibverbs.d
+	[ -f $ENTRY ] && grep -qx "driver rxe" $ENTRY
+}
+check vm_setup_rxe0 setup
+STOCK_SUM=$(sha256sum < $ENTRY)
+check vm_overlay_is_writable sh -c 'touch /etc/.rxe-rs-test /var/lib/dpkg/.rxe-rs-test /usr/.rxe-rs-test && rm /etc/.rxe-rs-test /var/lib/dpkg/.rxe-rs-test /usr/.rxe-rs-test'
+check repack_ibverbs_providers repack_providers
+check before_stock_used uses stock
+
+# Install.
+check install_deb dpkg -i "$DEB1"
+check install_status status_is "install ok installed 0.1.0-1"
+check install_diverts_stock_entry diverted
+check install_stock_packages_intact stock_pkg_intact
+check install_ours_used uses ours
+check install_ibv_devinfo_ours devinfo ours
+check install_pingpong pingpong
+
+# ibverbs-providers reinstalled (as by an upgrade) while we are installed:
+# its rxe.driver lands in the diverted place and ours stays in charge.
+check providers_reinstall dpkg -i /tmp/repack/ibverbs-providers.deb
+check providers_reinstall_still_diverted diverted
+check providers_reinstall_ours_used uses ours
+
+# Upgrade in place: 0.1.0-1 -> 0.1.0-2, the diversion survives.
+check upgrade_deb dpkg -i "$DEB2"
+check upgrade_status status_is "install ok installed 0.1.0-2"
+check upgrade_still_diverted diverted
+check upgrade_ours_used uses ours
+# Same version again (dpkg -i of an installed version is an upgrade too).
+check reinstall_same_deb dpkg -i "$DEB2"
+check reinstall_same_ours_used uses ours
+
+# Remove: the stock provider is back.
+check remove_deb dpkg -r rxe-rs
+check remove_stock_entry_back stock_back
+check remove_stock_packages_intact stock_pkg_intact
+check remove_stock_used uses stock
+check remove_ibv_devinfo_stock devinfo stock
+# Removed, not purged: dpkg keeps the postrm for a later purge (that is
+# all "config-files" means here: the package has no conffiles).
+check remove_state_config_files status_is "deinstall ok config-files 0.1.0-2"
+
+# Install again (from removed), then purge.
+check reinstall_deb dpkg -i "$DEB1"
+check reinstall_diverted diverted
+check reinstall_ours_used uses ours
+check purge_deb dpkg -P rxe-rs
+check purge_stock_entry_back stock_back
+check purge_stock_used uses stock
+check purge_not_installed not_installed
+
+# A failed first install (unpack error after preinst has diverted): postrm
+# abort-install must undo the diversion. The error: a file conflict with a
+# package that owns one of our paths.
+blocker() {
+	local r=/tmp/blocker
+	rm -rf $r && mkdir -p $r/DEBIAN $r/usr/share/rxe-rs
+	echo "driver none" > $r/usr/share/rxe-rs/rxe_rs.driver
+	printf '%s\n' 'Package: rxe-rs-test-blocker' 'Version: 1' 'Architecture: all' \
+		'Maintainer: test <test@example.com>' 'Description: owns a path of rxe-rs, to fail its unpack' > $r/DEBIAN/control
+	dpkg-deb --root-owner-group -b $r /tmp/blocker.deb && dpkg -i /tmp/blocker.deb
+}
+check abort_install_setup_conflict blocker
+check abort_install_unpack_fails sh -c "! dpkg -i '$DEB1' && dpkg -s rxe-rs-test-blocker | grep -q 'ok installed'"
+check abort_install_cleanup dpkg -P rxe-rs-test-blocker
+check abort_install_stock_entry_back stock_back
+check abort_install_stock_used uses stock
+check abort_install_not_installed not_installed
+
+echo done > "$OUT/finished"

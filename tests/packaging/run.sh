@@ -1,0 +1,271 @@
+#!/bin/bash
+# Packaging tests.
+#  1. Builds the packages if absent (bash scripts/package.sh 1 and 2; two
+#     releases for the in-place upgrade).
+#  2. Boots one VM (virtme-ng, Debian's kernel, rdma_rxe) whose /etc, /usr
+#     and /var are overlays thrown away at exit, and there installs the .deb
+#     for real with dpkg, upgrades it in place, removes, reinstalls, purges
+#     it and fails an install on purpose (tests/packaging/guest.sh): after
+#     each step a verbs program started with no variable must use ours
+#     (its log line, its library mapped, librxe not mapped) or the stock one.
+#  3. Checks the .rpm on this host: file list, requirements, scriptlets,
+#     metadata from the package itself, then installs it with its scriptlets
+#     into a scratch root (busybox for /bin/sh, a stand-in libibverbs
+#     package owning rxe.driver), upgrades it, upgrades libibverbs under it,
+#     erases it, and compares what it puts where with the .deb.
+#  4. Checks the host was left as found.
+# Prints `PASS <check>` / `FAIL <check>` lines, then `N passed, M failed`;
+# exits 1 if any check failed. Run as root on the Debian 12 test machine.
+# usage: bash tests/packaging/run.sh
+set -u
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+here=$repo/tests/packaging
+cd "$repo"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+pkgs=$repo/target/packages
+deb1=$pkgs/rxe-rs_${version}-1_amd64.deb
+deb2=$pkgs/rxe-rs_${version}-2_amd64.deb
+rpm1=$pkgs/rxe-rs-${version}-1.x86_64.rpm
+rpm2=$pkgs/rxe-rs-${version}-2.x86_64.rpm
+work=$repo/target/packaging-test
+rm -rf "$work" && mkdir -p "$work"
+passed=0 failed=0
+
+result() { # result <name> <status>
+	if [ "$2" = 0 ]; then
+		echo "PASS $1"
+		passed=$((passed + 1))
+	else
+		echo "FAIL $1"
+		failed=$((failed + 1))
+	fi
+}
+# check <name> <command...>: PASS if it exits 0; output to $work/log/<name>.txt
+mkdir -p "$work/log"
+check() {
+	local name=$1
+	shift
+	"$@" > "$work/log/$name.txt" 2>&1
+	result "$name" $?
+}
+finish() {
+	echo "logs: $work/log, $work/vm/log"
+	echo "$passed passed, $failed failed"
+	[ "$failed" = 0 ]
+	exit
+}
+
+# What the host looks like before: compared at the end.
+host_state() {
+	sha256sum /var/lib/dpkg/status /var/lib/dpkg/diversions
+	ls -la --time-style=full-iso /etc/libibverbs.d /usr/lib/x86_64-linux-gnu/libibverbs
+	sha256sum /etc/libibverbs.d/*
+	ls -d /etc/rxe-rs /usr/share/rxe-rs 2>&1
+	ls -la --time-style=full-iso /root/.rpmdb 2>&1
+}
+host_state > "$work/host-before.txt"
+
+# --- 1. packages
+build() {
+	[ -e "$deb1" ] && [ -e "$rpm1" ] || bash scripts/package.sh 1 || return 1
+	[ -e "$deb2" ] && [ -e "$rpm2" ] || bash scripts/package.sh 2 || return 1
+}
+check build_packages build
+if ! [ -e "$deb1" ] || ! [ -e "$deb2" ] || ! [ -e "$rpm1" ] || ! [ -e "$rpm2" ]; then
+	cat "$work/log/build_packages.txt"
+	finish
+fi
+
+# --- 2. the .deb, in the VM
+gcc -O2 -Wall -o "$work/probe" "$here/probe.c" -libverbs > "$work/log/probe-build.txt" 2>&1
+result build_probe $?
+vm=$work/vm
+mkdir -p "$vm"
+kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
+# No KVM on these machines: software emulation, 2 CPUs, 4 GiB (see
+# /work/shared/notes/soft-roce-vm.md). The overlays make dpkg's writes to
+# /etc, /usr and /var the guest's alone.
+timeout 1800 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
+	--overlay-rwdir=/etc --overlay-rwdir=/usr --overlay-rwdir=/var --rwdir "$vm" \
+	--exec "bash $here/guest.sh $vm $work/probe $deb1 $deb2" > "$work/vm.log" 2>&1
+[ "$(cat "$vm/finished" 2>/dev/null)" = done ]
+result vm_ran_to_the_end $?
+[ -f "$vm/finished" ] || tail -30 "$work/vm.log"
+if [ -f "$vm/results.txt" ]; then
+	while read -r verdict name; do
+		[ "$verdict" = PASS ] && result "deb_$name" 0 || result "deb_$name" 1
+	done < "$vm/results.txt"
+fi
+
+# --- 3. the .rpm, on the host: rpm only reads it, or writes into $rr.
+# rpm's default database is ~/.rpmdb on Debian: point it elsewhere.
+export HOME=$work/rpmhome
+mkdir -p "$HOME"
+rq() { rpm --dbpath "$work/rpmdb-query" "$@"; }
+mkdir -p "$work/rpmdb-query"
+
+rpm_files() {
+	local want got
+	want=$(printf '%s\n' /etc/libibverbs.d/rxe_rs.driver /usr/lib64/libibverbs/librxe_rs-rdmav34.so \
+		/usr/share/doc/rxe-rs/README.md /usr/share/licenses/rxe-rs/LICENSE /usr/share/rxe-rs \
+		/usr/share/rxe-rs/rxe_rs.driver)
+	got=$(rq -qpl "$rpm1" | sort)
+	rq -qplv "$rpm1"
+	[ "$got" = "$want" ] || { diff <(echo "$want") <(echo "$got"); return 1; }
+	# The entry is a symlink to the driver file; the library is the .deb's.
+	rq -qp --qf '[%{FILENAMES} %{FILELINKTOS}\n]' "$rpm1" | grep -qx '/etc/libibverbs.d/rxe_rs.driver ../../usr/share/rxe-rs/rxe_rs.driver'
+}
+check rpm_file_list rpm_files
+
+rpm_requires() {
+	local r
+	r=$(rq -qp --requires "$rpm1")
+	echo "$r"
+	echo "$r" | grep -qx 'libibverbs.so.1(IBVERBS_PRIVATE_34)(64bit)' || { echo "no private-ABI requirement"; return 1; }
+	echo "$r" | grep -qx 'libibverbs >= 44' && echo "$r" | grep -qx 'libibverbs < 45' || return 1
+	echo "$r" | grep -qx 'libibverbs.so.1()(64bit)'
+}
+check rpm_requires_private_abi_34 rpm_requires
+
+rpm_metadata() {
+	rq -qpi "$rpm1"
+	rq -qp --changelog "$rpm1"
+	[ "$(rq -qp --qf '%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{LICENSE}' "$rpm1")" = "rxe-rs $version 1 x86_64 MIT" ] || return 1
+	rq -qp --changelog "$rpm1" | grep -q "$version-1" || return 1
+	rq -qp --qf '%{DESCRIPTION}' "$rpm1" | grep -q librxe || return 1
+	rq -qpl "$rpm1" | grep -q LICENSE
+}
+check rpm_metadata rpm_metadata
+
+rpm_scripts() {
+	local s
+	s=$(rq -qp --scripts --triggers "$rpm1")
+	echo "$s"
+	echo "$s" | grep -q '^postinstall scriptlet' || return 1
+	echo "$s" | grep -q '^postuninstall scriptlet' || return 1
+	echo "$s" | grep -q '^triggerin scriptlet (using /bin/sh) -- libibverbs$' || return 1
+	echo "$s" | grep -q 'mv -f /etc/libibverbs.d/rxe.driver /etc/rxe-rs/rxe.driver.stock' || return 1
+	echo "$s" | grep -q 'if \[ "$1" -eq 0 \]' || return 1
+	echo "$s" | grep -q 'mv -f /etc/rxe-rs/rxe.driver.stock /etc/libibverbs.d/rxe.driver'
+}
+check rpm_scriptlets rpm_scripts
+
+# A scratch root: busybox as /bin/sh (the scriptlets run chrooted there)
+# and a stand-in libibverbs package owning /etc/libibverbs.d/rxe.driver, as
+# Fedora's does (%config(noreplace)), and providing the private ABI.
+rr=$work/rpmroot
+fake_libibverbs() {
+	local rel=$1
+	HOME=$HOME rpmbuild -bb --quiet --define "_topdir $work/fake-build" --define "fake_release $rel" \
+		--define "_build_id_links none" "$here/fake-libibverbs.spec" || return 1
+	ls "$work"/fake-build/RPMS/x86_64/libibverbs-44.0-"$rel".x86_64.rpm
+}
+mkroot() {
+	rm -rf "$rr" && mkdir -p "$rr/bin" "$rr/usr/bin" "$rr/etc" "$rr/tmp" "$rr/dev" "$rr/var/lib/rpm"
+	mknod -m 666 "$rr/dev/null" c 1 3 || return 1
+	cp /bin/busybox "$rr/bin/busybox"
+	for a in sh mv mkdir rmdir rm cat ls test [ true; do ln -s busybox "$rr/bin/$a"; done
+	rpm --root "$rr" --dbpath /var/lib/rpm --initdb
+}
+rr_rpm() { rpm --root "$rr" --dbpath /var/lib/rpm "$@"; }
+rpm_scratch_install() {
+	mkroot || return 1
+	fake_libibverbs 1 && fake_libibverbs 2 || return 1
+	rr_rpm -i --nodeps "$work"/fake-build/RPMS/x86_64/libibverbs-44.0-1.x86_64.rpm || return 1
+	ls -la "$rr/etc/libibverbs.d"
+	# rxe-rs: --nodeps for libc and friends (not in the scratch root);
+	# libibverbs and its private ABI are there.
+	rr_rpm -i --nodeps "$rpm1" || return 1
+	rr_rpm -q rxe-rs libibverbs
+	rr_rpm -q --whatprovides 'libibverbs.so.1(IBVERBS_PRIVATE_34)(64bit)' || return 1
+	ls -la "$rr/etc/libibverbs.d" "$rr/etc/rxe-rs"
+}
+check rpm_scratch_install rpm_scratch_install
+
+# Installed: the stock entry moved out of /etc/libibverbs.d, intact; ours
+# there and pointing at `driver rxe_rs`; no file there names `driver rxe`.
+rpm_moved_aside() {
+	ls -la "$rr/etc/libibverbs.d" "$rr/etc/rxe-rs" || return 1
+	[ ! -e "$rr/etc/libibverbs.d/rxe.driver" ] || { echo "stock entry still in place"; return 1; }
+	grep -qx "driver rxe$1" "$rr/etc/rxe-rs/rxe.driver.stock" || return 1
+	[ "$(readlink "$rr/etc/libibverbs.d/rxe_rs.driver")" = ../../usr/share/rxe-rs/rxe_rs.driver ] || return 1
+	grep -qx "driver rxe_rs" "$rr/etc/libibverbs.d/rxe_rs.driver" || return 1
+	for f in "$rr"/etc/libibverbs.d/*; do
+		if grep -qsx "driver rxe" "$f"; then echo "$f names the stock provider"; return 1; fi
+	done
+	echo ok
+}
+check rpm_post_moves_stock_entry_aside rpm_moved_aside ""
+
+# Same files in the same places as the .deb (libdir mapped): the library
+# byte for byte, the driver file, the entry resolving to it, the stock
+# entry saved in the same place. The entry's name differs by design
+# (packaging/README.md): rxe.driver (diverting the stock one) in the .deb,
+# rxe_rs.driver in the .rpm.
+same_as_deb() {
+	local d=$work/deb-x
+	rm -rf "$d" && mkdir -p "$d" && dpkg-deb -x "$deb1" "$d" || return 1
+	cmp "$d/usr/lib/x86_64-linux-gnu/libibverbs/librxe_rs-rdmav34.so" "$rr/usr/lib64/libibverbs/librxe_rs-rdmav34.so" || return 1
+	cmp "$d/usr/share/rxe-rs/rxe_rs.driver" "$rr/usr/share/rxe-rs/rxe_rs.driver" || return 1
+	[ "$(readlink "$d/etc/libibverbs.d/rxe.driver")" = /usr/share/rxe-rs/rxe_rs.driver ] || return 1
+	[ "$(cd "$rr/etc/libibverbs.d" && realpath -m --relative-base="$rr" "$(readlink rxe_rs.driver)")" = usr/share/rxe-rs/rxe_rs.driver ] ||
+		[ "$(readlink -f "$rr/etc/libibverbs.d/rxe_rs.driver")" = "$rr/usr/share/rxe-rs/rxe_rs.driver" ] || return 1
+	# The non-doc files each package puts down, with the one mapping.
+	local debf rpmf
+	debf=$(cd "$d" && find . ! -type d | sed 's|^\.||; s|/usr/lib/x86_64-linux-gnu/|/usr/lib64/|; s|^/etc/libibverbs.d/rxe.driver$|/etc/libibverbs.d/<entry>|' | grep -v '^/usr/share/doc/' | sort)
+	rpmf=$(rr_rpm -ql rxe-rs | while read -r f; do [ -d "$rr$f" ] || echo "$f"; done |
+		sed 's|^/etc/libibverbs.d/rxe_rs.driver$|/etc/libibverbs.d/<entry>|' | grep -v '^/usr/share/doc/\|^/usr/share/licenses/' | sort)
+	echo "deb: $debf"
+	echo "rpm: $rpmf"
+	[ "$debf" = "$rpmf" ] || return 1
+	# Moved-aside place: the deb's diversion target, read from its preinst.
+	dpkg-deb -e "$deb1" "$d/DEBIAN" && grep -q -- '--divert /etc/rxe-rs/rxe.driver.stock /etc/libibverbs.d/rxe.driver' "$d/DEBIAN/preinst" || return 1
+	[ -f "$rr/etc/rxe-rs/rxe.driver.stock" ]
+}
+check rpm_same_layout_as_deb same_as_deb
+
+# libibverbs upgraded under us: its rxe.driver comes back (%config file
+# missing on disk), the trigger moves the new one aside.
+rpm_libibverbs_upgrade() {
+	rr_rpm -U --nodeps "$work"/fake-build/RPMS/x86_64/libibverbs-44.0-2.x86_64.rpm || return 1
+	rr_rpm -q libibverbs
+	rpm_moved_aside " # 44.0-2"
+}
+check rpm_libibverbs_upgrade_trigger_moves_new_entry rpm_libibverbs_upgrade
+
+# Our upgrade in place keeps things as they are ($1 == 1 in %postun).
+rpm_upgrade() {
+	rr_rpm -U --nodeps "$rpm2" || return 1
+	[ "$(rr_rpm -q rxe-rs)" = "rxe-rs-$version-2.x86_64" ] || return 1
+	rpm_moved_aside " # 44.0-2"
+}
+check rpm_upgrade_in_place rpm_upgrade
+
+# Final erase: the stock entry is back, libibverbs verifies clean.
+rpm_erase() {
+	rr_rpm -e rxe-rs || return 1
+	ls -la "$rr/etc/libibverbs.d"
+	grep -qx "driver rxe # 44.0-2" "$rr/etc/libibverbs.d/rxe.driver" || return 1
+	[ ! -e "$rr/etc/libibverbs.d/rxe_rs.driver" ] && [ ! -e "$rr/etc/rxe-rs" ] || return 1
+	[ ! -e "$rr/usr/lib64/libibverbs/librxe_rs-rdmav34.so" ] || return 1
+	rr_rpm -V libibverbs && echo "rpm -V libibverbs: clean"
+}
+check rpm_erase_restores_stock_entry rpm_erase
+
+# While installed, rpm -V libibverbs reports rxe.driver missing (the known
+# cost of moving it aside, documented); check that is all it reports.
+rpm_verify_while_installed() {
+	rr_rpm -i --nodeps "$rpm1" || return 1
+	local v
+	v=$(rr_rpm -V libibverbs)
+	echo "$v"
+	rr_rpm -e rxe-rs || return 1
+	[ "$v" = "missing   c /etc/libibverbs.d/rxe.driver" ]
+}
+check rpm_verify_reports_only_moved_entry rpm_verify_while_installed
+unset HOME
+
+# --- 4. the host
+host_state > "$work/host-after.txt"
+check host_left_as_found diff "$work/host-before.txt" "$work/host-after.txt"
+finish
