@@ -27,6 +27,7 @@ pub mod wqe;
 
 /// Registers the provider with libibverbs when it dlopens us, as
 /// rdma-core's PROVIDER_DRIVER macro does for C providers.
+#[cfg_attr(test, allow(dead_code))]
 extern "C" fn register_provider() {
     // SAFETY: DEVICE_OPS is 'static and laid out as libibverbs 44 expects.
     unsafe { abi::private::verbs_register_driver_34(&device::DEVICE_OPS.0) };

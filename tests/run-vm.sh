@@ -10,24 +10,14 @@ shift
 bin=$repo/target/vmtest/bin
 [ -e "$repo/target/release/librxe_rs.so" ] || { echo "target/release/librxe_rs.so is missing: run cargo build --release" >&2; exit 1; }
 mkdir -p "$bin"
-for prog in programs/mr_cases programs/reg_demo programs/which_provider edge/edge; do
+for prog in programs/mr_cases programs/reg_demo edge/edge; do
 	gcc -O2 -Wall -o "$bin/$(basename $prog)" "$repo/tests/$prog.c" -libverbs -lpthread
 done
-# The packaging suite installs the .deb in the guest: build it (two
-# releases, for the upgrade) and give the guest writable overlays of /etc,
-# /usr and /var, discarded at power-off, so the host stays untouched.
-overlays=()
-case " $* " in *" packaging "*)
-	bash "$repo/scripts/package.sh" 2 > /dev/null
-	bash "$repo/scripts/package.sh" 1 > "$repo/target/packages/lint.txt" 2>&1
-	overlays=(--overlay-rwdir=/etc --overlay-rwdir=/usr --overlay-rwdir=/var)
-	;;
-esac
 rm -rf "$out" && mkdir -p "$out"
 kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 # No KVM here: software emulation with 2 CPUs, as checked in shared/notes.
 timeout 4800 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
-	"${overlays[@]}" --rwdir "$out" --exec "bash $repo/tests/guest/main.sh $repo $out $bin $*" > "$out/vm.log" 2>&1 || true
+	--rwdir "$out" --exec "bash $repo/tests/guest/main.sh $repo $out $bin $*" > "$out/vm.log" 2>&1 || true
 if [ "$(cat "$out/finished" 2>/dev/null)" != ok ]; then
 	echo "the VM run did not finish; last lines of $out/vm.log:" >&2
 	tail -20 "$out/vm.log" >&2

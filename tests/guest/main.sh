@@ -1,13 +1,12 @@
 #!/bin/bash
 # Entry point inside the VM: one boot runs the named suites.
-# usage: main.sh <repo> <out dir> <bin dir> <suite>...   (suites: core datapath packaging demo)
+# usage: main.sh <repo> <out dir> <bin dir> <suite>...   (suites: core datapath demo)
 REPO=$1 OUT=$2 BIN=$3
 shift 3
 here=$(dirname "$0")
 . "$here/common.sh"
 . "$here/core.sh"
 . "$here/datapath.sh"
-. "$here/packaging.sh"
 : > "$CASES"
 if ! setup_rxe > "$OUT/setup.txt" 2>&1; then
 	echo "setup failed" >> "$OUT/setup.txt"
