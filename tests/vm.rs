@@ -250,6 +250,12 @@ fn every_program_passes_through_both_providers() {
         }
     }
     assert!(failures.is_empty(), "data-path failures:\n{failures}");
+    // A pair that failed once ran again (tests/guest/common.sh); more than a
+    // few of those means something is wrong beyond a slow emulated CPU.
+    let retried: Vec<String> =
+        v.iter().filter(|(_, (_, rest))| rest.contains("attempts=2")).map(|((n, p), _)| format!("{n} ({p})")).collect();
+    eprintln!("data-path cases that needed a second attempt: {retried:?}");
+    assert!(retried.len() <= 3, "too many cases needed a second attempt: {retried:?}");
 }
 
 #[test]
