@@ -20,6 +20,8 @@ int main(int argc, char **argv)
 	struct ibv_context *ctx = NULL;
 	struct ibv_pd *pd;
 
+	/* Line-buffered, so the provider's log lines (stderr) interleave in order. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 0; list && list[i]; i++)
 		if (!strcmp(ibv_get_device_name(list[i]), name))
 			ctx = ibv_open_device(list[i]);
