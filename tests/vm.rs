@@ -250,12 +250,15 @@ fn every_program_passes_through_both_providers() {
         }
     }
     assert!(failures.is_empty(), "data-path failures:\n{failures}");
-    // A pair that failed once ran again (tests/guest/common.sh); more than a
-    // few of those means something is wrong beyond a slow emulated CPU.
-    let retried: Vec<String> =
-        v.iter().filter(|(_, (_, rest))| rest.contains("attempts=2")).map(|((n, p), _)| format!("{n} ({p})")).collect();
-    eprintln!("data-path cases that needed a second attempt: {retried:?}");
-    assert!(retried.len() <= 3, "too many cases needed a second attempt: {retried:?}");
+    // Only perftest's failed clock calibration is retried (tests/guest/common.sh);
+    // many of those mean the machine is too loaded for these figures to mean much.
+    let retried: Vec<String> = v
+        .iter()
+        .filter(|(_, (_, rest))| rest.split_whitespace().any(|w| w.starts_with("attempts=") && w != "attempts=1"))
+        .map(|((n, p), (_, rest))| format!("{n} ({p}, {rest})"))
+        .collect();
+    eprintln!("data-path cases retried after perftest's clock calibration failed: {retried:?}");
+    assert!(retried.len() <= 10, "too many cases needed another attempt: {retried:?}");
 }
 
 #[test]
