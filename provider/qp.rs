@@ -33,7 +33,8 @@ struct SendState {
 #[repr(C)]
 pub struct Qp {
     pub vqp: verbs_qp,
-    sq: WorkQueue,
+    /// The send ring; its SGE and inline limits are in `limits`.
+    sq: Ring,
     limits: SendLimits,
     sq_lock: SpinLock,
     send: UnsafeCell<SendState>,
@@ -101,14 +102,13 @@ impl Qp {
 }
 
 /// Maps the rings the kernel made for a new QP.
-fn map_rings(ctx: &Context, resp: &rxe_create_qp_resp, cap: &ibv_qp_cap, has_srq: bool) -> Result<(WorkQueue, Option<WorkQueue>)> {
+fn map_rings(ctx: &Context, resp: &rxe_create_qp_resp, cap: &ibv_qp_cap, has_srq: bool) -> Result<(Ring, Option<WorkQueue>)> {
     let rq = if has_srq {
         None
     } else {
         Some(WorkQueue { ring: Ring::map(ctx.cmd_fd(), &resp.rq_mi)?, max_sge: cap.max_recv_sge })
     };
-    let sq = WorkQueue { ring: Ring::map(ctx.cmd_fd(), &resp.sq_mi)?, max_sge: cap.max_send_sge };
-    Ok((sq, rq))
+    Ok((Ring::map(ctx.cmd_fd(), &resp.sq_mi)?, rq))
 }
 
 /// The kernel keeps our `ibv_qp` address (async events name it) and
@@ -317,7 +317,7 @@ pub unsafe fn post_send(qp: &Qp, mut wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv
         unsafe { *bad_wr = wr };
         return libc::EINVAL;
     }
-    let ring = &qp.sq.ring;
+    let ring = &qp.sq;
     let mask = ring.mask();
     let mut rc = 0;
     let mut posted = false;
@@ -325,7 +325,7 @@ pub unsafe fn post_send(qp: &Qp, mut wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv
         // SAFETY: we hold sq_lock.
         let st = unsafe { qp.send_state() };
         let mut prod = ring.producer_index();
-        let cons = ring.consumer_index_acquire();
+        let mut cons = ring.consumer_index_acquire();
         while !wr.is_null() {
             // SAFETY: the application's WR.
             let w = unsafe { &*wr };
@@ -352,7 +352,7 @@ pub unsafe fn post_send(qp: &Qp, mut wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv
             } else {
                 None
             };
-            if is_full(prod, cons, mask) && is_full(prod, ring.consumer_index_acquire(), mask) {
+            if !ring.has_room(prod, &mut cons) {
                 log::warn!("{}: post_send: send queue full ({} slots), wr_id {:#x} not posted", qp.context().name(), mask, w.wr_id);
                 rc = libc::ENOMEM;
                 break;
@@ -393,13 +393,10 @@ pub unsafe fn post_recv_locked(ctx: &Context, wq: &WorkQueue, mut wr: *mut ibv_r
     while !wr.is_null() {
         // SAFETY: the application's WR.
         let w = unsafe { &*wr };
-        if is_full(prod, cons, mask) {
-            cons = ring.consumer_index_acquire();
-            if is_full(prod, cons, mask) {
-                log::warn!("{}: post_recv: receive queue full ({} slots), wr_id {:#x} not posted", ctx.name(), mask, w.wr_id);
-                rc = libc::ENOMEM;
-                break;
-            }
+        if !ring.has_room(prod, &mut cons) {
+            log::warn!("{}: post_recv: receive queue full ({} slots), wr_id {:#x} not posted", ctx.name(), mask, w.wr_id);
+            rc = libc::ENOMEM;
+            break;
         }
         if w.num_sge < 0 || w.num_sge as u32 > wq.max_sge {
             log::error!("{}: post_recv: wr_id {:#x} refused with EINVAL: num_sge {} exceeds max_recv_sge {}", ctx.name(), w.wr_id, w.num_sge, wq.max_sge);
@@ -458,13 +455,13 @@ pub fn wr_start(qp: &Qp) {
     // SAFETY: we now hold sq_lock until wr_complete/wr_abort.
     let st = unsafe { qp.send_state() };
     st.err = 0;
-    st.cur = qp.sq.ring.producer_index();
+    st.cur = qp.sq.producer_index();
 }
 
 pub fn wr_complete(qp: &Qp) -> c_int {
     // SAFETY: wr_start took the lock.
     let st = unsafe { qp.send_state() };
-    let ring = &qp.sq.ring;
+    let ring = &qp.sq;
     if st.err != 0 {
         let err = st.err;
         qp.sq_lock.unlock();
@@ -493,7 +490,7 @@ pub fn build(qp: &Qp, opcode: u32, fill: impl FnOnce(&mut rxe_send_wqe)) {
     if st.err != 0 {
         return;
     }
-    let ring = &qp.sq.ring;
+    let ring = &qp.sq;
     if is_full(st.cur, ring.consumer_index_acquire(), ring.mask()) {
         st.err = libc::ENOSPC;
         return;
@@ -517,21 +514,17 @@ pub fn with_last(qp: &Qp, set: impl FnOnce(&mut rxe_send_wqe, &SendLimits) -> co
     if st.err != 0 {
         return;
     }
-    if st.cur == qp.sq.ring.producer_index() {
+    if st.cur == qp.sq.producer_index() {
         st.err = libc::EINVAL; // a setter before any builder
         return;
     }
     // SAFETY: the slot was built since wr_start and is not yet published.
-    let wqe = unsafe { &mut *qp.sq.ring.slot(st.cur.wrapping_sub(1)).cast::<rxe_send_wqe>() };
+    let wqe = unsafe { &mut *qp.sq.slot(st.cur.wrapping_sub(1)).cast::<rxe_send_wqe>() };
     if let Err(errno) = set(wqe, &qp.limits) {
         st.err = errno;
     }
 }
 
-/// Payload area of a send WQE.
-pub fn payload(wqe: &mut rxe_send_wqe) -> *mut u8 {
-    (wqe as *mut rxe_send_wqe).cast::<u8>().wrapping_add(wqe::SEND_HEADER)
-}
 
 #[cfg(test)]
 mod tests {

@@ -123,6 +123,16 @@ impl Ring {
         self.consumer().load(Ordering::Acquire)
     }
 
+    /// Whether a producer at `prod` can add an entry. `cons` caches the
+    /// kernel's consumer index; it is re-read only when the cached value says
+    /// full, so a batch of posts costs one Acquire load at most per refill.
+    pub fn has_room(&self, prod: u32, cons: &mut u32) -> bool {
+        if is_full(prod, *cons, self.mask) {
+            *cons = self.consumer_index_acquire();
+        }
+        !is_full(prod, *cons, self.mask)
+    }
+
     /// Publishes every slot written up to `index`.
     pub fn publish(&self, index: u32) {
         self.producer().store(index & self.mask, Ordering::Release);

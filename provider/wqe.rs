@@ -84,8 +84,8 @@ pub fn validate_send(wr: &ibv_send_wr, sges: &[ibv_sge], lim: &SendLimits) -> co
     Ok(length)
 }
 
-/// Where a WQE's SGEs or inline data start.
-fn send_payload(wqe: *mut rxe_send_wqe) -> *mut u8 {
+/// Where a send WQE's SGEs or inline data start.
+pub fn send_payload(wqe: *mut rxe_send_wqe) -> *mut u8 {
     wqe.cast::<u8>().wrapping_add(offset_of!(rxe_send_wqe, dma) + offset_of!(rxe_dma_info, __bindgen_anon_1))
 }
 

@@ -315,7 +315,7 @@ unsafe extern "C" fn wr_set_sge(q: *mut ibv_qp_ex, lkey: u32, addr: u64, length:
             // A zero-length SGE means no data at all, as in librxe.
             if length != 0 {
                 // SAFETY: every send slot has room for at least one SGE.
-                unsafe { qp::payload(w).cast::<rxe_sge>().write(rxe_sge { addr, length, lkey }) };
+                unsafe { wqe::send_payload(w).cast::<rxe_sge>().write(rxe_sge { addr, length, lkey }) };
                 set_length(w, length, 1);
             }
             Ok(())
@@ -331,7 +331,7 @@ unsafe extern "C" fn wr_set_sge_list(q: *mut ibv_qp_ex, num_sge: usize, sg_list:
             }
             // SAFETY: the application's list of num_sge entries; the slot has room for max_sge.
             let sges = unsafe { wqe::sges(sg_list, num_sge as i32) };
-            unsafe { ptr::copy_nonoverlapping(sges.as_ptr().cast::<rxe_sge>(), qp::payload(w).cast::<rxe_sge>(), sges.len()) };
+            unsafe { ptr::copy_nonoverlapping(sges.as_ptr().cast::<rxe_sge>(), wqe::send_payload(w).cast::<rxe_sge>(), sges.len()) };
             let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
             set_length(w, length, num_sge as u32);
             Ok(())
@@ -346,7 +346,7 @@ unsafe extern "C" fn wr_set_inline_data(q: *mut ibv_qp_ex, addr: *mut c_void, le
                 return Err(libc::ENOSPC);
             }
             // SAFETY: the application's buffer; the slot has room for max_inline bytes.
-            unsafe { ptr::copy_nonoverlapping(addr.cast::<u8>(), qp::payload(w), length) };
+            unsafe { ptr::copy_nonoverlapping(addr.cast::<u8>(), wqe::send_payload(w), length) };
             set_length(w, length as u32, 0);
             Ok(())
         })
@@ -362,7 +362,7 @@ unsafe extern "C" fn wr_set_inline_data_list(q: *mut ibv_qp_ex, num_buf: usize, 
             if total > lim.max_inline as usize {
                 return Err(libc::ENOSPC);
             }
-            let mut at = qp::payload(w);
+            let mut at = wqe::send_payload(w);
             for b in bufs {
                 // SAFETY: total fits the slot's inline room.
                 unsafe {
