@@ -1,8 +1,8 @@
 //! Generates Rust bindings for the C types the provider shares with the kernel
 //! and with libibverbs' public API, from the headers installed on this machine
-//! (rdma-core 44's libibverbs-dev on Debian 12):
-//!   - kernel uapi: rdma/ib_user_verbs.h, rdma/rdma_user_rxe.h, ioctl headers;
-//!   - public libibverbs: infiniband/verbs.h.
+//! (rdma-core 44's libibverbs-dev on Debian 12): the kernel uapi
+//! (rdma/ib_user_verbs.h, rdma/rdma_user_rxe.h, the ioctl headers) and
+//! public libibverbs (infiniband/verbs.h).
 //! libibverbs' private driver ABI (driver.h) is not installed; provider/abi/private.rs
 //! writes those structs by hand and tests their layout.
 

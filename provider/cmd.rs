@@ -16,15 +16,15 @@ use std::os::fd::RawFd;
 
 /// A positive errno value, as the verbs API returns and sets them.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub c_int);
+pub(crate) struct Errno(pub c_int);
 
 impl Errno {
-    pub fn last() -> Errno {
+    pub(crate) fn last() -> Errno {
         Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
     }
 
     /// Symbolic name (`EINVAL`), for log lines people can search for.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self.0 {
             libc::EPERM => "EPERM",
             libc::ENOENT => "ENOENT",
@@ -51,7 +51,7 @@ impl Errno {
 
     /// Makes this the thread's `errno`, for entry points that report failure
     /// by returning NULL.
-    pub fn set(self) {
+    pub(crate) fn set(self) {
         // SAFETY: __errno_location always returns this thread's errno slot.
         unsafe { *libc::__errno_location() = self.0 };
     }
@@ -70,29 +70,33 @@ impl fmt::Display for Errno {
     }
 }
 
-pub type Result<T> = core::result::Result<T, Errno>;
+pub(crate) type Result<T> = core::result::Result<T, Errno>;
 
-/// Turns a libibverbs helper's return (0 or a positive errno) into a Result.
-pub fn helper_result(ret: c_int) -> Result<()> {
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(Errno(ret))
+/// The one check of a libibverbs `ibv_cmd_*` helper's return: 0, or an
+/// errno (positive as they return it, or negated).
+pub(crate) fn checked(ret: c_int) -> Result<()> {
+    match ret {
+        0 => Ok(()),
+        r if r > 0 => Err(Errno(r)),
+        r => Err(Errno(r.checked_neg().unwrap_or(libc::EIO))),
     }
 }
 
-/// Destroys a kernel object through libibverbs' `destroy` helper, then frees
-/// our `T`, which was boxed with the object's C struct at offset 0. On
-/// failure the object stays alive, as the verbs API requires.
-///
-/// # Safety
-/// `obj` must be the C struct at offset 0 of a leaked `Box<T>`, unused after success.
-pub unsafe fn destroy_boxed<T, O>(obj: *mut O, destroy: unsafe extern "C" fn(*mut O) -> c_int) -> Result<()> {
-    // SAFETY: per contract.
-    helper_result(unsafe { destroy(obj) })?;
-    // SAFETY: per contract.
-    drop(unsafe { Box::from_raw(obj.cast::<T>()) });
-    Ok(())
+/// libibverbs' rule for destroy commands: with RDMAV_ALLOW_DISASSOC_DESTROY
+/// set, EIO (the device went away) counts as destroyed.
+pub(crate) fn destroy_outcome(res: Result<()>) -> Result<()> {
+    static ALLOW_DISASSOC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    match res {
+        Err(Errno(libc::EIO))
+            if *ALLOW_DISASSOC.get_or_init(|| {
+                std::env::var_os("RDMAV_ALLOW_DISASSOC_DESTROY").is_some()
+                    || std::env::var_os("MLX4_DEVICE_FATAL_CLEANUP").is_some()
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// A legacy (non-extended) uverbs write command.
@@ -100,7 +104,7 @@ pub unsafe fn destroy_boxed<T, O>(obj: *mut O, destroy: unsafe extern "C" fn(*mu
 /// # Safety
 /// `Self` must be the kernel's request struct for `ID` (from the uapi header),
 /// and `Resp` its response struct (or `()` when the command has none).
-pub unsafe trait WriteCmd {
+pub(crate) unsafe trait WriteCmd {
     const ID: u32;
     type Resp: Default;
     /// Stores where the kernel must write the response.
@@ -111,13 +115,14 @@ pub unsafe trait WriteCmd {
 ///
 /// # Safety
 /// As for [`WriteCmd`]; both sizes must be multiples of 8.
-pub unsafe trait WriteCmdEx {
+pub(crate) unsafe trait WriteCmdEx {
     const ID: u32;
     type Resp: Default;
 }
 
 macro_rules! write_cmd {
     ($req:ty => $resp:ty, $id:expr) => {
+        // SAFETY: each use below pairs a uapi request struct with its number and response.
         unsafe impl WriteCmd for $req {
             const ID: u32 = $id;
             type Resp = $resp;
@@ -127,6 +132,7 @@ macro_rules! write_cmd {
         }
     };
     ($req:ty, $id:expr) => {
+        // SAFETY: as above, for commands without a response.
         unsafe impl WriteCmd for $req {
             const ID: u32 = $id;
             type Resp = ();
@@ -147,6 +153,7 @@ write_cmd!(ib_uverbs_dealloc_mw, w::IB_USER_VERBS_CMD_DEALLOC_MW);
 // With no WRs, POST_SEND is rxe's send doorbell.
 write_cmd!(ib_uverbs_post_send => ib_uverbs_post_send_resp, w::IB_USER_VERBS_CMD_POST_SEND);
 
+// SAFETY: the uapi's extended QUERY_DEVICE request and response (16 and 8-byte multiples).
 unsafe impl WriteCmdEx for ib_uverbs_ex_query_device {
     // The extended QUERY_DEVICE reuses the legacy command number.
     const ID: u32 = w::IB_USER_VERBS_CMD_QUERY_DEVICE;
@@ -196,7 +203,7 @@ fn write_all(fd: RawFd, buf: *const u8, len: usize) -> Result<()> {
 
 /// Runs a legacy command with provider-specific request `drv_in` and response
 /// `DOut` (use `()` for none); returns the core and driver responses.
-pub fn write_with<C: WriteCmd, DIn, DOut: Default>(
+pub(crate) fn write_with<C: WriteCmd, DIn, DOut: Default>(
     fd: RawFd,
     mut core: C,
     drv_in: DIn,
@@ -216,12 +223,12 @@ pub fn write_with<C: WriteCmd, DIn, DOut: Default>(
 }
 
 /// Runs a legacy command with no provider-specific data.
-pub fn write<C: WriteCmd>(fd: RawFd, core: C) -> Result<C::Resp> {
+pub(crate) fn write<C: WriteCmd>(fd: RawFd, core: C) -> Result<C::Resp> {
     write_with::<C, (), ()>(fd, core, ()).map(|(resp, ())| resp)
 }
 
 /// Runs an extended command with no provider-specific data.
-pub fn write_ex<C: WriteCmdEx>(fd: RawFd, core: C) -> Result<C::Resp> {
+pub(crate) fn write_ex<C: WriteCmdEx>(fd: RawFd, core: C) -> Result<C::Resp> {
     const { assert!(size_of::<C>() % 8 == 0 && size_of::<C::Resp>() % 8 == 0) };
     let mut resp = C::Resp::default();
     let req = Framed {
@@ -267,6 +274,14 @@ mod tests {
             driver: (),
         };
         assert_eq!(size_of_val(&req), 8 + 16 + 8);
+    }
+
+    #[test]
+    fn helper_returns() {
+        assert_eq!(checked(0), Ok(()));
+        assert_eq!(checked(libc::EBUSY), Err(Errno(libc::EBUSY)));
+        assert_eq!(checked(-libc::EINVAL), Err(Errno(libc::EINVAL)));
+        assert_eq!(checked(c_int::MIN), Err(Errno(libc::EIO)));
     }
 
     #[test]

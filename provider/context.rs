@@ -4,43 +4,47 @@
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
+use crate::object::Object;
 use crate::offset_of_end;
+use core::cell::UnsafeCell;
 use core::ffi::{c_int, CStr};
 use core::mem::offset_of;
 use std::os::fd::RawFd;
-use std::sync::OnceLock;
 
-/// Our context. libibverbs sees only `vctx` (and, inside it, `ibv_context`).
+/// Our context. libibverbs callocs it (we tell it our size) and sees only
+/// `vctx`; it writes parts of it (the ops, its private pointer) after open.
 #[repr(C)]
-pub struct Context {
-    pub vctx: verbs_context,
+pub(crate) struct Context {
+    vctx: UnsafeCell<verbs_context>,
+}
+
+// SAFETY: after open we only read fields that libibverbs no longer changes
+// (cmd_fd, device); everything else in it is libibverbs' to synchronize.
+unsafe impl Sync for Context {}
+
+// SAFETY: ibv_context sits `RAW_OFFSET` bytes into verbs_context, our first
+// field; every ibv_context libibverbs passes us was opened by `open`.
+unsafe impl Object for Context {
+    type Raw = ibv_context;
+    const RAW_OFFSET: usize = offset_of!(verbs_context, context);
+    fn raw(&self) -> *mut ibv_context {
+        // SAFETY: in bounds of our verbs_context.
+        unsafe { core::ptr::addr_of_mut!((*self.vctx.get()).context) }
+    }
 }
 
 impl Context {
-    /// Recovers our context from the `ibv_context` libibverbs hands back.
-    ///
-    /// # Safety
-    /// `ctx` must be the `ibv_context` of a context made by [`open`].
-    pub unsafe fn from_ibv<'a>(ctx: *mut ibv_context) -> &'a mut Context {
-        let vctx = ctx.cast::<u8>().wrapping_sub(offset_of!(verbs_context, context));
-        // SAFETY: per the contract, ctx sits inside a live Context at this offset.
-        unsafe { &mut *vctx.cast::<Context>() }
-    }
-
-    pub fn ibv_context(&mut self) -> *mut ibv_context {
-        &mut self.vctx.context
-    }
-
-    pub fn cmd_fd(&self) -> RawFd {
-        self.vctx.context.cmd_fd
+    pub(crate) fn cmd_fd(&self) -> RawFd {
+        // SAFETY: set before libibverbs hands the context to anyone, never changed.
+        unsafe { (*self.raw()).cmd_fd }
     }
 
     /// The device name ("rxe0"), for log lines.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         // SAFETY: libibverbs keeps the device alive while a context is open,
         // and its name is a NUL-terminated array.
         unsafe {
-            let dev = self.vctx.context.device;
+            let dev = (*self.raw()).device;
             if dev.is_null() {
                 return "?";
             }
@@ -50,21 +54,26 @@ impl Context {
 
     fn sysfs(&self) -> *const verbs_sysfs_dev {
         // SAFETY: every device libibverbs opens through us is a verbs_device.
-        unsafe { (*self.vctx.context.device.cast::<verbs_device>()).sysfs }
+        unsafe { (*(*self.raw()).device.cast::<verbs_device>()).sysfs }
+    }
+
+    /// A context for host tests: no device, commands go to `cmd_fd`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(cmd_fd: RawFd) -> Box<Context> {
+        // SAFETY: all-zero is a valid verbs_context (null pointers, zero fds).
+        let ctx: Box<Context> = unsafe { crate::object::try_box_zeroed() }.unwrap();
+        // SAFETY: not shared yet.
+        unsafe { (*ctx.raw()).cmd_fd = cmd_fd };
+        ctx
     }
 }
 
-/// The ops we implement; libibverbs keeps its defaults (ENOSYS/EOPNOTSUPP) for the rest.
-fn ops() -> &'static verbs_context_ops {
-    static OPS: OnceLock<verbs_context_ops> = OnceLock::new();
-    OPS.get_or_init(crate::ffi::context_ops)
-}
-
-/// Opens a context on `cmd_fd` (which we own from here on, even on failure).
+/// Opens a context on `cmd_fd` (which we own from here on, even on failure)
+/// and installs `ops`.
 ///
 /// # Safety
 /// `device` must be a device libibverbs matched to us.
-pub unsafe fn open(device: *mut ibv_device, cmd_fd: c_int) -> Result<*mut verbs_context> {
+pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: &'static verbs_context_ops) -> Result<*mut verbs_context> {
     // SAFETY: libibverbs callocs a Context (all-zero is valid for it) and
     // initializes its verbs_context; it closes cmd_fd on failure.
     let raw = unsafe {
@@ -80,59 +89,51 @@ pub unsafe fn open(device: *mut ibv_device, cmd_fd: c_int) -> Result<*mut verbs_
     if raw.is_null() {
         return Err(Errno::last());
     }
-    // SAFETY: raw is a fresh, initialized, exclusively owned Context.
-    let ctx = unsafe { &mut *raw };
+    // SAFETY: raw is a fresh, initialized Context nobody else holds yet.
+    let ctx = unsafe { &*raw };
     match cmd::write(cmd_fd, ib_uverbs_get_context::default()) {
         Ok(resp) => {
-            ctx.vctx.context.async_fd = resp.async_fd as c_int;
-            ctx.vctx.context.num_comp_vectors = resp.num_comp_vectors as c_int;
+            // SAFETY: not shared yet.
+            unsafe {
+                (*ctx.raw()).async_fd = resp.async_fd as c_int;
+                (*ctx.raw()).num_comp_vectors = resp.num_comp_vectors as c_int;
+            }
         }
         Err(e) => {
             log::error!("{}: GET_CONTEXT refused by the kernel: {e}", ctx.name());
             // SAFETY: nothing else holds ctx yet.
-            unsafe { release(ctx) };
+            unsafe { release(raw) };
             return Err(e);
         }
     }
-    // SAFETY: ctx.vctx was initialized by libibverbs above.
-    unsafe { verbs_set_ops(&mut ctx.vctx, ops()) };
+    // SAFETY: vctx was initialized by libibverbs above; ops is 'static.
+    unsafe { verbs_set_ops(ctx.vctx.get(), ops) };
     log::info!("{}: context opened by rxe_rs {} (cmd fd {cmd_fd})", ctx.name(), env!("CARGO_PKG_VERSION"));
-    Ok(&mut ctx.vctx)
+    Ok(ctx.vctx.get())
 }
 
 /// Closes a context made by [`open`].
 ///
 /// # Safety
-/// No other reference to `ctx` may be used afterwards.
-pub unsafe fn close(ctx: &mut Context) {
-    log::info!("{}: context closed", ctx.name());
+/// `ctx` came from [`open`] and nothing uses it afterwards.
+pub(crate) unsafe fn close(ctx: *mut ibv_context) {
+    // SAFETY: per the contract.
+    let context = unsafe { Context::from_raw(ctx) };
+    log::info!("{}: context closed", context.name());
+    let raw = (context as *const Context).cast_mut();
     // SAFETY: forwarded contract.
-    unsafe { release(ctx) };
+    unsafe { release(raw) };
 }
 
 /// Uninitializes libibverbs' part (closing the fds) and frees the calloc'd context.
-unsafe fn release(ctx: &mut Context) {
-    // SAFETY: ctx was allocated and initialized by _verbs_init_and_alloc_context.
+///
+/// # Safety
+/// `ctx` came from `_verbs_init_and_alloc_context` and is not used afterwards.
+unsafe fn release(ctx: *mut Context) {
+    // SAFETY: per the contract.
     unsafe {
-        verbs_uninit_context(&mut ctx.vctx);
-        libc::free((ctx as *mut Context).cast());
-    }
-}
-
-/// libibverbs' rule for destroy commands: with RDMAV_ALLOW_DISASSOC_DESTROY
-/// set, EIO (the device went away) counts as destroyed.
-pub fn destroy_result(res: Result<()>) -> Result<()> {
-    static ALLOW_DISASSOC: OnceLock<bool> = OnceLock::new();
-    match res {
-        Err(Errno(libc::EIO))
-            if *ALLOW_DISASSOC.get_or_init(|| {
-                std::env::var_os("RDMAV_ALLOW_DISASSOC_DESTROY").is_some()
-                    || std::env::var_os("MLX4_DEVICE_FATAL_CLEANUP").is_some()
-            }) =>
-        {
-            Ok(())
-        }
-        other => other,
+        verbs_uninit_context((*ctx).vctx.get());
+        libc::free(ctx.cast());
     }
 }
 
@@ -141,7 +142,7 @@ pub fn destroy_result(res: Result<()>) -> Result<()> {
 ///
 /// # Safety
 /// `attr` must point to `attr_size` writable bytes.
-pub unsafe fn query_device(
+pub(crate) unsafe fn query_device(
     ctx: &Context,
     input: Option<&ibv_query_device_ex_input>,
     attr: *mut ibv_device_attr_ex,
@@ -228,7 +229,7 @@ fn fill_device_attr(out: &mut ibv_device_attr_ex, resp: &ib_uverbs_ex_query_devi
     a.hw_ver = b.hw_ver;
     a.max_qp = b.max_qp as i32;
     a.max_qp_wr = b.max_qp_wr as i32;
-    a.device_cap_flags = b.device_cap_flags as u32;
+    a.device_cap_flags = b.device_cap_flags;
     a.max_sge = b.max_sge as i32;
     a.max_sge_rd = b.max_sge_rd as i32;
     a.max_cq = b.max_cq as i32;
@@ -314,16 +315,27 @@ fn fill_device_attr(out: &mut ibv_device_attr_ex, resp: &ib_uverbs_ex_query_devi
 /// The kernel packs the firmware version as major<<32 | minor<<16 | sub_minor;
 /// librxe prints it as "major.minor.sub_minor".
 fn fw_ver_string(raw: u64) -> [core::ffi::c_char; 64] {
-    let text = format!("{}.{}.{}", (raw >> 32) & 0xffff, (raw >> 16) & 0xffff, raw & 0xffff);
-    let mut out = [0 as core::ffi::c_char; 64];
-    for (dst, src) in out.iter_mut().zip(text.bytes().take(63)) {
-        *dst = src as core::ffi::c_char;
+    use core::fmt::Write;
+    /// Writes into a fixed buffer, keeping the last byte for the NUL.
+    struct Fixed([core::ffi::c_char; 64], usize);
+    impl Write for Fixed {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            for b in s.bytes() {
+                if self.1 + 1 < self.0.len() {
+                    self.0[self.1] = b as core::ffi::c_char;
+                    self.1 += 1;
+                }
+            }
+            Ok(())
+        }
     }
-    out
+    let mut out = Fixed([0; 64], 0);
+    let _ = write!(out, "{}.{}.{}", (raw >> 32) & 0xffff, (raw >> 16) & 0xffff, raw & 0xffff);
+    out.0
 }
 
 /// `ibv_query_port`. libibverbs has already zeroed `attr`.
-pub fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) -> Result<()> {
+pub(crate) fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) -> Result<()> {
     let req = ib_uverbs_query_port { port_num, ..Default::default() };
     let r = cmd::write(ctx.cmd_fd(), req)?;
     attr.state = r.state as _;
@@ -358,9 +370,11 @@ mod tests {
     #[test]
     fn fw_version_is_dotted() {
         let s = fw_ver_string((1 << 32) | (2 << 16) | 3);
+        // SAFETY: fw_ver_string always NUL-terminates.
         let text = unsafe { CStr::from_ptr(s.as_ptr()) };
         assert_eq!(text.to_str().unwrap(), "1.2.3");
         let zero = fw_ver_string(0);
+        // SAFETY: as above.
         assert_eq!(unsafe { CStr::from_ptr(zero.as_ptr()) }.to_str().unwrap(), "0.0.0");
     }
 

@@ -3,18 +3,19 @@
 
 use crate::abi::private::*;
 use crate::abi::sys::*;
-use crate::cmd::{Errno, Result};
+use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::queue::{next_index, Ring, SpinLock};
+use crate::object::{self, Boxed, Object};
+use crate::queue::{next_index, Ring, SpinGuard, SpinLock};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
 use core::ptr;
 
 use ibv_create_cq_wc_flags as wcf;
 
 /// The completion fields the kernel's entries carry; librxe offers the same.
-pub const SUPPORTED_WC_FLAGS: u64 = (wcf::IBV_WC_EX_WITH_BYTE_LEN
+pub(crate) const SUPPORTED_WC_FLAGS: u64 = (wcf::IBV_WC_EX_WITH_BYTE_LEN
     | wcf::IBV_WC_EX_WITH_IMM
     | wcf::IBV_WC_EX_WITH_QP_NUM
     | wcf::IBV_WC_EX_WITH_SRC_QP
@@ -22,88 +23,125 @@ pub const SUPPORTED_WC_FLAGS: u64 = (wcf::IBV_WC_EX_WITH_BYTE_LEN
     | wcf::IBV_WC_EX_WITH_SL
     | wcf::IBV_WC_EX_WITH_DLID_PATH_BITS) as u64;
 
-/// State touched only under `Cq::lock`.
+// poll_cq copies kernel entries into the application's ibv_wc array whole.
+const _: () = assert!(size_of::<ib_uverbs_wc>() == size_of::<ibv_wc>());
+const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, wr_id) == core::mem::offset_of!(ibv_wc, wr_id));
+const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, status) == core::mem::offset_of!(ibv_wc, status));
+const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, byte_len) == core::mem::offset_of!(ibv_wc, byte_len));
+const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, qp_num) == core::mem::offset_of!(ibv_wc, qp_num));
+const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, wc_flags) == core::mem::offset_of!(ibv_wc, wc_flags));
+const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, dlid_path_bits) == core::mem::offset_of!(ibv_wc, dlid_path_bits));
+
+/// What the poll lock guards.
 struct Polling {
-    ring: Option<Ring>,
-    /// Extended polling: the entry being looked at, and whether it is valid
-    /// (false after next_poll ran out).
+    /// The ring, or why it is gone (a resize whose new ring could not be mapped).
+    ring: Result<Ring>,
+    /// Extended polling: the entry exposed to the application, if any.
     cur: u32,
     exposed: bool,
 }
 
 #[repr(C)]
-pub struct Cq {
-    pub vcq: verbs_cq,
-    lock: SpinLock,
-    polling: UnsafeCell<Polling>,
+pub(crate) struct Cq {
+    vcq: UnsafeCell<verbs_cq>,
+    polling: SpinLock<Polling>,
 }
 
+// SAFETY: verbs_cq is the first field of a repr(C) struct, and ibv_cq and
+// ibv_cq_ex both sit at its offset 0; handed out by leak().
+unsafe impl Object for Cq {
+    type Raw = ibv_cq;
+    fn raw(&self) -> *mut ibv_cq {
+        self.vcq.get().cast()
+    }
+}
+// SAFETY: as above.
+unsafe impl Boxed for Cq {}
+
+// SAFETY: we write vcq only under the poll lock (the extended status/wr_id)
+// or before the CQ is shared; libibverbs synchronizes its own fields.
+unsafe impl Sync for Cq {}
+
 impl Cq {
-    fn boxed() -> Box<Cq> {
-        Box::new(Cq {
+    fn boxed() -> Result<Box<Cq>> {
+        object::try_box(Cq {
             // SAFETY: all-zero is a valid verbs_cq; libibverbs and the kernel fill it.
-            vcq: unsafe { core::mem::zeroed() },
-            lock: SpinLock::default(),
-            polling: UnsafeCell::new(Polling { ring: None, cur: 0, exposed: false }),
+            vcq: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+            polling: SpinLock::new(Polling { ring: Err(Errno(libc::ENXIO)), cur: 0, exposed: false }),
         })
     }
 
-    /// # Safety
-    /// `cq` must be the `ibv_cq` of a live [`Cq`].
-    pub unsafe fn from_ibv<'a>(cq: *mut ibv_cq) -> &'a Cq {
-        // SAFETY: ibv_cq is at offset 0 of verbs_cq, at offset 0 of Cq.
-        unsafe { &*cq.cast::<Cq>() }
+    /// A CQ over a heap ring, for host tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(ring: Ring) -> Box<Cq> {
+        let mut cq = Cq::boxed().unwrap();
+        cq.polling.get_mut().ring = Ok(ring);
+        cq
     }
 
-    pub fn ibv_cq(&self) -> *mut ibv_cq {
-        ptr::addr_of!(self.vcq).cast_mut().cast()
+    /// The ring, for tests playing the kernel.
+    #[cfg(test)]
+    pub(crate) fn with_ring<R>(&self, f: impl FnOnce(&Ring) -> R) -> R {
+        f(self.polling.lock().ring.as_ref().unwrap())
     }
 
-    /// # Safety
-    /// Caller holds `self.lock`.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn polling(&self) -> &mut Polling {
-        // SAFETY: exclusive under the lock, per the contract.
-        unsafe { &mut *self.polling.get() }
+    fn context(&self) -> &Context {
+        // SAFETY: a CQ's context outlives it.
+        unsafe { Context::from_raw((*self.raw()).context) }
     }
 
-    fn ex(&self) -> *mut ibv_cq_ex {
-        ptr::addr_of!(self.vcq.cq_ex).cast_mut()
+    /// The extended CQ view, for installing the polling functions before
+    /// the CQ is handed out.
+    pub(crate) fn ex_mut(&mut self) -> &mut ibv_cq_ex {
+        &mut self.vcq.get_mut().cq_ex
     }
 }
 
-fn map_ring(ctx: &Context, cq: &Cq, mi: &mminfo) -> Result<()> {
-    let ring = Ring::map(ctx.cmd_fd(), mi)?;
+/// Maps a completion ring, checking its entries can hold a completion.
+/// Logs nothing: it may run under the lock.
+fn map_ring(ctx: &Context, mi: &mminfo) -> core::result::Result<Ring, (Errno, &'static str)> {
+    let ring = Ring::map(ctx.cmd_fd(), mi).map_err(|e| (e, "mapping the completion ring failed"))?;
     if ring.elem_size() < size_of::<ib_uverbs_wc>() {
-        log::error!("{}: create_cq: kernel CQ entries are {} bytes, expected at least {}", ctx.name(), ring.elem_size(), size_of::<ib_uverbs_wc>());
-        return Err(Errno(libc::EINVAL));
+        return Err((Errno(libc::EINVAL), "completion ring entries are smaller than a completion"));
     }
-    // SAFETY: the CQ is not shared yet.
-    unsafe { cq.polling().ring = Some(ring) };
-    Ok(())
+    Ok(ring)
 }
 
-/// Creates a CQ for `ibv_create_cq`.
-pub fn create(ctx: &mut Context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int) -> Result<*mut ibv_cq> {
-    let cq = Cq::boxed();
+/// Maps the new CQ's ring; on failure destroys the kernel CQ.
+fn finish_create(ctx: &Context, mut cq: Box<Cq>, mi: &mminfo) -> Result<Box<Cq>> {
+    match map_ring(ctx, mi) {
+        Ok(ring) => {
+            cq.polling.get_mut().ring = Ok(ring);
+            Ok(cq)
+        }
+        Err((e, why)) => {
+            log::error!("{}: create_cq: {why} ({e}); the CQ is destroyed", ctx.name());
+            // SAFETY: the kernel CQ exists and nothing uses it yet.
+            let _ = unsafe { ibv_cmd_destroy_cq(cq.raw()) };
+            Err(e)
+        }
+    }
+}
+
+/// `ibv_create_cq`. The caller hands the result out with [`Boxed::leak`].
+pub(crate) fn create(ctx: &Context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int) -> Result<Box<Cq>> {
+    let cq = Cq::boxed()?;
     let mut resp = DrvResp::<ib_uverbs_create_cq_resp, rxe_create_cq_resp>::default();
-    // SAFETY: cq is heap-pinned (the kernel keeps its address as user_handle).
-    let ret = unsafe {
-        ibv_cmd_create_cq(ctx.ibv_context(), cqe, channel, comp_vector, cq.ibv_cq(), ptr::null_mut(), 0, ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
-    };
-    if ret != 0 {
-        log::error!("{}: create_cq: {cqe} entries refused with {}", ctx.name(), Errno(ret));
-        return Err(Errno(ret));
-    }
-    finish_create(ctx, cq, &resp.drv.mi).map(|cq| cq.ibv_cq())
+    // SAFETY: cq is heap-pinned (the kernel keeps its address as user_handle)
+    // and ours; the channel is the application's, checked by libibverbs.
+    cmd::checked(unsafe {
+        ibv_cmd_create_cq(ctx.raw(), cqe, channel, comp_vector, cq.raw(), ptr::null_mut(), 0, ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
+    })
+    .inspect_err(|e| log::error!("{}: create_cq: {cqe} entries refused with {e}", ctx.name()))?;
+    finish_create(ctx, cq, &resp.drv.mi)
 }
 
-/// Creates a CQ for `ibv_create_cq_ex`, with the extended polling API.
+/// `ibv_create_cq_ex`; the caller installs the polling functions it wants.
 ///
 /// # Safety
-/// `attr` must be valid.
-pub unsafe fn create_ex(ctx: &mut Context, attr: *mut ibv_cq_init_attr_ex) -> Result<*mut ibv_cq_ex> {
-    // SAFETY: per contract.
+/// `attr` must be valid (libibverbs checked it).
+pub(crate) unsafe fn create_ex(ctx: &Context, attr: *mut ibv_cq_init_attr_ex) -> Result<Box<Cq>> {
+    // SAFETY: per the contract.
     let wc_flags = unsafe { (*attr).wc_flags };
     if wc_flags & !SUPPORTED_WC_FLAGS != 0 {
         log::error!(
@@ -113,214 +151,257 @@ pub unsafe fn create_ex(ctx: &mut Context, attr: *mut ibv_cq_init_attr_ex) -> Re
         );
         return Err(Errno(libc::EOPNOTSUPP));
     }
-    let mut cq = Cq::boxed();
+    let cq = Cq::boxed()?;
     let mut resp = DrvResp::<ib_uverbs_ex_create_cq_resp, rxe_create_cq_resp>::default();
     // SAFETY: as in create().
-    let ret = unsafe {
-        ibv_cmd_create_cq_ex(ctx.ibv_context(), attr, &mut cq.vcq, ptr::null_mut(), 0, ptr::addr_of_mut!(resp).cast(), size_of_val(&resp), 0)
-    };
-    if ret != 0 {
-        log::error!("{}: create_cq_ex: refused with {}", ctx.name(), Errno(ret));
-        return Err(Errno(ret));
-    }
-    let ex = &mut cq.vcq.cq_ex;
-    ex.start_poll = Some(crate::ffi::cq_start_poll);
-    ex.next_poll = Some(crate::ffi::cq_next_poll);
-    ex.end_poll = Some(crate::ffi::cq_end_poll);
-    ex.read_opcode = Some(crate::ffi::cq_read_opcode);
-    ex.read_vendor_err = Some(crate::ffi::cq_read_vendor_err);
-    ex.read_wc_flags = Some(crate::ffi::cq_read_wc_flags);
-    let has = |flag: u32| wc_flags & flag as u64 != 0;
-    if has(wcf::IBV_WC_EX_WITH_BYTE_LEN) {
-        ex.read_byte_len = Some(crate::ffi::cq_read_byte_len);
-    }
-    if has(wcf::IBV_WC_EX_WITH_IMM) {
-        ex.read_imm_data = Some(crate::ffi::cq_read_imm_data);
-    }
-    if has(wcf::IBV_WC_EX_WITH_QP_NUM) {
-        ex.read_qp_num = Some(crate::ffi::cq_read_qp_num);
-    }
-    if has(wcf::IBV_WC_EX_WITH_SRC_QP) {
-        ex.read_src_qp = Some(crate::ffi::cq_read_src_qp);
-    }
-    if has(wcf::IBV_WC_EX_WITH_SLID) {
-        ex.read_slid = Some(crate::ffi::cq_read_slid);
-    }
-    if has(wcf::IBV_WC_EX_WITH_SL) {
-        ex.read_sl = Some(crate::ffi::cq_read_sl);
-    }
-    if has(wcf::IBV_WC_EX_WITH_DLID_PATH_BITS) {
-        ex.read_dlid_path_bits = Some(crate::ffi::cq_read_dlid_path_bits);
-    }
-    finish_create(ctx, cq, &resp.drv.mi).map(|cq| cq.ex())
-}
-
-fn finish_create<'a>(ctx: &Context, cq: Box<Cq>, mi: &mminfo) -> Result<&'a mut Cq> {
-    if let Err(e) = map_ring(ctx, &cq, mi) {
-        log::error!("{}: create_cq: mapping the completion ring failed: {e}", ctx.name());
-        // SAFETY: the kernel CQ exists and nothing else uses it yet.
-        unsafe { ibv_cmd_destroy_cq(cq.ibv_cq()) };
-        return Err(e);
-    }
-    Ok(Box::leak(cq))
+    cmd::checked(unsafe {
+        ibv_cmd_create_cq_ex(ctx.raw(), attr, cq.vcq.get(), ptr::null_mut(), 0, ptr::addr_of_mut!(resp).cast(), size_of_val(&resp), 0)
+    })
+    .inspect_err(|e| log::error!("{}: create_cq_ex: refused with {e}", ctx.name()))?;
+    finish_create(ctx, cq, &resp.drv.mi)
 }
 
 /// Destroys the kernel CQ, then frees ours (unmapping the ring).
 ///
 /// # Safety
-/// `cq` came from create/create_ex and is not used afterwards on success.
-pub unsafe fn destroy(cq: *mut ibv_cq) -> Result<()> {
-    // SAFETY: forwarded; leaked from a Box<Cq> in finish_create (dropping it unmaps the ring).
-    unsafe { crate::cmd::destroy_boxed::<Cq, _>(cq, ibv_cmd_destroy_cq) }
+/// `cq` came from create/create_ex via leak; on success nobody uses it again.
+pub(crate) unsafe fn destroy(cq: *mut ibv_cq) -> Result<()> {
+    // SAFETY: per the contract.
+    unsafe { object::destroy::<Cq>(cq, |cq| cmd::checked(ibv_cmd_destroy_cq(cq.raw()))) }
 }
 
-/// `ibv_resize_cq`: the kernel moves the entries to a new ring we remap.
-pub fn resize(ctx: &Context, cq: &Cq, cqe: c_int) -> Result<()> {
-    cq.lock.with(|| {
+impl Cq {
+    /// `ibv_resize_cq`: the kernel moves the entries to a new ring we remap.
+    pub(crate) fn resize(&self, cqe: c_int) -> Result<()> {
+        let res = {
+            let mut p = self.polling.lock();
+            self.resize_locked(&mut p, cqe)
+        };
+        if let Err((e, why)) = res {
+            log::error!("{}: resize_cq: to {cqe} entries: {why} ({e})", self.context().name());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn resize_locked(&self, p: &mut Polling, cqe: c_int) -> core::result::Result<(), (Errno, &'static str)> {
         let mut cmd = LegacyCmd::<ib_uverbs_resize_cq> { hdr: Default::default(), core: Default::default() };
         let mut resp = DrvResp::<ib_uverbs_resize_cq_resp, rxe_resize_cq_resp>::default();
-        // SAFETY: cq is live; buffers are ours.
-        let ret = unsafe {
-            ibv_cmd_resize_cq(cq.ibv_cq(), cqe, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
-        };
-        if ret != 0 {
-            log::error!("{}: resize_cq: to {cqe} entries refused with {}", ctx.name(), Errno(ret));
-            return Err(Errno(ret));
-        }
-        // The old mapping is dropped (unmapped) when replaced; we hold the lock.
-        match Ring::map(ctx.cmd_fd(), &resp.drv.mi) {
-            Ok(ring) => {
-                // SAFETY: we hold the lock.
-                unsafe { cq.polling().ring = Some(ring) };
-                Ok(())
-            }
-            Err(e) => {
-                log::error!("{}: resize_cq: mapping the new ring failed: {e}; the CQ can no longer be polled", ctx.name());
-                // SAFETY: we hold the lock.
-                unsafe { cq.polling().ring = None };
-                Err(e)
-            }
-        }
-    })
-}
+        // SAFETY: the CQ is live; the buffers are ours.
+        cmd::checked(unsafe {
+            ibv_cmd_resize_cq(self.raw(), cqe, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
+        })
+        .map_err(|e| (e, "refused by the kernel"))?;
+        // The old mapping is dropped (unmapped) when replaced. If the new one
+        // cannot be mapped, polling reports this error from now on.
+        let new = map_ring(self.context(), &resp.drv.mi);
+        let res = new.as_ref().map(|_| ()).map_err(|&(e, _)| (e, "mapping the new ring failed; polling this CQ now fails"));
+        p.ring = new.map_err(|(e, _)| e);
+        p.exposed = false;
+        res
+    }
 
-/// `ibv_poll_cq`: copies up to `ne` completions into `wc`.
-///
-/// # Safety
-/// `wc` must have room for `ne` entries.
-pub unsafe fn poll(cq: &Cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
-    cq.lock.with(|| {
-        // SAFETY: we hold the lock.
-        let Some(ring) = (unsafe { &cq.polling().ring }) else { return -1 };
+    /// `ibv_poll_cq`: moves up to `out.len()` completions into `out`.
+    /// Returns how many, or the error that took the ring away.
+    pub(crate) fn poll(&self, out: &mut [MaybeUninit<ibv_wc>]) -> Result<usize> {
+        let p = self.polling.lock();
+        let ring = p.ring.as_ref().map_err(|&e| e)?;
         let mut cons = ring.consumer_index();
         let mut n = 0;
         // One Acquire load of the kernel's index per entry, as librxe does:
         // it also picks up entries that land while we copy.
-        while n < ne && cons != ring.producer_index_acquire() {
-            // SAFETY: the slot holds a kernel-written ib_uverbs_wc (made
-            // visible by the Acquire load), which has ibv_wc's layout.
-            unsafe { ptr::copy_nonoverlapping(ring.slot(cons).cast::<ibv_wc>(), wc.add(n as usize), 1) };
+        while n < out.len() && cons != ring.producer_index_acquire() {
+            // SAFETY: the kernel published this entry (Acquire above); an
+            // ib_uverbs_wc has ibv_wc's layout (asserted at build time).
+            let wc = unsafe { ring.entry::<ibv_wc>(cons) };
+            out[n].write(*wc);
             cons = next_index(cons, ring.mask());
             ring.release(cons);
             n += 1;
         }
-        n
-    })
-}
+        Ok(n)
+    }
 
-// Extended polling. start_poll takes the lock, end_poll (or a failed
-// start_poll) drops it, as the verbs API prescribes.
-
-fn expose(cq: &Cq, ring: &Ring, index: u32) {
-    // SAFETY: the slot holds a kernel-written entry; cq_ex is ours to update
-    // while polling (the application reads status and wr_id from it).
-    unsafe {
-        let wc = &*ring.slot(index).cast::<ib_uverbs_wc>();
-        (*cq.ex()).status = wc.status as _;
-        (*cq.ex()).wr_id = wc.wr_id;
+    /// `ibv_start_poll`: on success the CQ stays locked until the guard is
+    /// ended (dropped), through however many C calls that takes.
+    pub(crate) fn start_poll(&self) -> Result<PollGuard<'_>> {
+        let mut p = self.polling.lock();
+        let ring = p.ring.as_ref().map_err(|&e| e)?;
+        let cur = ring.consumer_index();
+        if cur == ring.producer_index_acquire() {
+            return Err(Errno(libc::ENOENT));
+        }
+        p.cur = cur;
+        p.exposed = true;
+        let guard = PollGuard { cq: self, p };
+        guard.expose();
+        Ok(guard)
     }
 }
 
-pub fn start_poll(cq: &Cq) -> c_int {
-    cq.lock.lock();
-    // SAFETY: we hold the lock.
-    let p = unsafe { cq.polling() };
-    let Some(ring) = p.ring.as_ref() else {
-        cq.lock.unlock();
-        Errno(libc::ENOENT).set();
-        return libc::ENOENT;
-    };
-    p.cur = ring.consumer_index();
-    if p.cur == ring.producer_index_acquire() {
-        cq.lock.unlock();
-        Errno(libc::ENOENT).set();
-        return libc::ENOENT;
-    }
-    p.exposed = true;
-    expose(cq, ring, p.cur);
-    0
+/// The CQ locked between start_poll and end_poll, with one entry exposed.
+/// C drives this across calls: [`PollGuard::park`] keeps the lock after
+/// each call and [`PollGuard::resume`] picks it up in the next.
+pub(crate) struct PollGuard<'a> {
+    cq: &'a Cq,
+    p: SpinGuard<'a, Polling>,
 }
 
-pub fn next_poll(cq: &Cq) -> c_int {
-    // SAFETY: start_poll succeeded, so we hold the lock.
-    let p = unsafe { cq.polling() };
-    let Some(ring) = p.ring.as_ref() else { return libc::ENOENT };
-    if p.exposed {
-        p.cur = next_index(p.cur, ring.mask());
-        // Hand the finished entry back right away, as poll_cq does.
-        ring.release(p.cur);
+impl<'a> PollGuard<'a> {
+    fn ring(&self) -> &Ring {
+        // A guard exists only while the ring does (start_poll checked it,
+        // and resize needs the lock we hold).
+        self.p.ring.as_ref().unwrap_or_else(|_| unreachable!("polling guard without a ring"))
     }
-    if p.cur == ring.producer_index_acquire() {
-        p.exposed = false;
-        Errno(libc::ENOENT).set();
-        return libc::ENOENT;
-    }
-    p.exposed = true;
-    expose(cq, ring, p.cur);
-    0
-}
 
-pub fn end_poll(cq: &Cq) {
-    // SAFETY: start_poll succeeded, so we hold the lock.
-    let p = unsafe { cq.polling() };
-    if let Some(ring) = p.ring.as_ref() {
-        if p.exposed {
-            ring.release(next_index(p.cur, ring.mask()));
+    /// Publishes the exposed entry's status and wr_id in the extended CQ,
+    /// where the application reads them.
+    fn expose(&self) {
+        // SAFETY: the entry was published by the kernel and not yet released.
+        let wc = unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) };
+        let ex = self.cq.vcq.get();
+        // SAFETY: we hold the poll lock, under which alone these fields are
+        // written; the pointer comes from the UnsafeCell.
+        unsafe {
+            (*ex).cq_ex.status = wc.status as _;
+            (*ex).cq_ex.wr_id = wc.wr_id;
         }
     }
-    p.exposed = false;
-    cq.lock.unlock();
+
+    /// `ibv_next_poll`: hands the current entry back, exposes the next one.
+    pub(crate) fn next(&mut self) -> Result<()> {
+        let (mask, exposed, cur) = (self.ring().mask(), self.p.exposed, self.p.cur);
+        if exposed {
+            let next = next_index(cur, mask);
+            self.p.cur = next;
+            // Hand the finished entry back right away, as poll_cq does.
+            self.ring().release(next);
+        }
+        if self.p.cur == self.ring().producer_index_acquire() {
+            self.p.exposed = false;
+            return Err(Errno(libc::ENOENT));
+        }
+        self.p.exposed = true;
+        self.expose();
+        Ok(())
+    }
+
+    /// The exposed entry, for the `ibv_wc_read_*` functions.
+    pub(crate) fn current(&self) -> &ib_uverbs_wc {
+        // SAFETY: as in expose(); after next() ran out this is the slot at
+        // the producer index, which reads as stale but valid integers.
+        unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) }
+    }
+
+    /// Keeps the CQ locked past this call.
+    pub(crate) fn park(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so the lock guard is moved out once.
+        let p = unsafe { ptr::read(&this.p) };
+        p.park();
+    }
+
+    /// The guard a previous call parked.
+    ///
+    /// # Safety
+    /// This thread's start_poll on `cq` succeeded and was parked, and
+    /// end_poll has not run since (the verbs API's contract).
+    pub(crate) unsafe fn resume(cq: &'a Cq) -> Self {
+        // SAFETY: per the contract, the lock is held by a parked guard.
+        PollGuard { cq, p: unsafe { cq.polling.resume() } }
+    }
 }
 
-/// The entry start_poll/next_poll exposed.
-pub fn current(cq: &Cq) -> &ib_uverbs_wc {
-    // SAFETY: called between a successful start/next_poll and end_poll, under the lock.
-    unsafe {
-        let p = cq.polling();
-        &*p.ring.as_ref().expect("polling a CQ without a ring").slot(p.cur).cast::<ib_uverbs_wc>()
+impl Drop for PollGuard<'_> {
+    /// `ibv_end_poll`: hands back the exposed entry and unlocks.
+    fn drop(&mut self) {
+        if self.p.exposed {
+            let next = next_index(self.p.cur, self.ring().mask());
+            self.ring().release(next);
+        }
+        self.p.exposed = false;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::mem::offset_of;
+
+    fn wc(wr_id: u64, status: u32) -> ib_uverbs_wc {
+        ib_uverbs_wc { wr_id, status, byte_len: 64, qp_num: 0x11, ..Default::default() }
+    }
+
+    fn poll(cq: &Cq, n: usize) -> Vec<u64> {
+        let mut out = vec![MaybeUninit::<ibv_wc>::uninit(); n];
+        let got = cq.poll(&mut out).unwrap();
+        // SAFETY: the first `got` entries were written.
+        out[..got].iter().map(|w| unsafe { w.assume_init_ref() }.wr_id).collect()
+    }
 
     #[test]
-    fn kernel_completion_has_ibv_wc_layout() {
-        assert_eq!(size_of::<ib_uverbs_wc>(), size_of::<ibv_wc>());
-        assert_eq!(offset_of!(ib_uverbs_wc, wr_id), offset_of!(ibv_wc, wr_id));
-        assert_eq!(offset_of!(ib_uverbs_wc, status), offset_of!(ibv_wc, status));
-        assert_eq!(offset_of!(ib_uverbs_wc, opcode), offset_of!(ibv_wc, opcode));
-        assert_eq!(offset_of!(ib_uverbs_wc, vendor_err), offset_of!(ibv_wc, vendor_err));
-        assert_eq!(offset_of!(ib_uverbs_wc, byte_len), offset_of!(ibv_wc, byte_len));
-        assert_eq!(offset_of!(ib_uverbs_wc, ex), offset_of!(ibv_wc, __bindgen_anon_1));
-        assert_eq!(offset_of!(ib_uverbs_wc, qp_num), offset_of!(ibv_wc, qp_num));
-        assert_eq!(offset_of!(ib_uverbs_wc, src_qp), offset_of!(ibv_wc, src_qp));
-        assert_eq!(offset_of!(ib_uverbs_wc, wc_flags), offset_of!(ibv_wc, wc_flags));
-        assert_eq!(offset_of!(ib_uverbs_wc, pkey_index), offset_of!(ibv_wc, pkey_index));
-        assert_eq!(offset_of!(ib_uverbs_wc, slid), offset_of!(ibv_wc, slid));
-        assert_eq!(offset_of!(ib_uverbs_wc, sl), offset_of!(ibv_wc, sl));
-        assert_eq!(offset_of!(ib_uverbs_wc, dlid_path_bits), offset_of!(ibv_wc, dlid_path_bits));
+    fn poll_drains_in_order_across_wrap_around() {
+        let cq = Cq::for_tests(Ring::heap(4, 64));
+        assert_eq!(poll(&cq, 4), Vec::<u64>::new());
+        let mut next = 0;
+        for round in 0..10 {
+            for _ in 0..3 {
+                cq.with_ring(|r| r.sim_produce(wc(next, 0)));
+                next += 1;
+            }
+            let take = 1 + round % 3;
+            let got = poll(&cq, take);
+            assert_eq!(got.len(), take);
+            let rest = poll(&cq, 8);
+            assert_eq!(got.len() + rest.len(), 3);
+            assert_eq!(*rest.last().unwrap_or(got.last().unwrap()), next - 1);
+        }
+    }
+
+    #[test]
+    fn extended_polling_walks_entries_then_ends_empty() {
+        let cq = Cq::for_tests(Ring::heap(8, 64));
+        assert_eq!(cq.start_poll().err(), Some(Errno(libc::ENOENT)));
+        for i in 1..=3 {
+            cq.with_ring(|r| r.sim_produce(wc(i, if i == 2 { 5 } else { 0 })));
+        }
+        let g = cq.start_poll().unwrap();
+        let ex = || {
+            // SAFETY: reading the fields expose() wrote.
+            unsafe { ((*cq.vcq.get()).cq_ex.wr_id, (*cq.vcq.get()).cq_ex.status) }
+        };
+        assert_eq!(ex(), (1, 0));
+        assert_eq!(g.current().byte_len, 64);
+        // Across "C calls": park and resume.
+        g.park();
+        // SAFETY: parked just above on this thread.
+        let mut g = unsafe { PollGuard::resume(&cq) };
+        g.next().unwrap();
+        assert_eq!(ex(), (2, 5));
+        g.next().unwrap();
+        assert_eq!(g.next(), Err(Errno(libc::ENOENT)));
+        drop(g);
+        // librxe 44 reports a stale entry here; all were handed back.
+        assert_eq!(cq.start_poll().err(), Some(Errno(libc::ENOENT)));
+        assert_eq!(cq.with_ring(|r| r.sim_pending()), 0);
+    }
+
+    #[test]
+    fn end_poll_hands_back_the_exposed_entry_only() {
+        let cq = Cq::for_tests(Ring::heap(8, 64));
+        cq.with_ring(|r| {
+            r.sim_produce(wc(1, 0));
+            r.sim_produce(wc(2, 0));
+        });
+        drop(cq.start_poll().unwrap());
+        assert_eq!(poll(&cq, 4), vec![2]);
+    }
+
+    #[test]
+    fn a_lost_ring_is_an_error_not_an_empty_cq() {
+        let mut cq = Cq::for_tests(Ring::heap(4, 64));
+        cq.polling.get_mut().ring = Err(Errno(libc::ENOMEM));
+        let mut out = [MaybeUninit::<ibv_wc>::uninit(); 1];
+        assert_eq!(cq.poll(&mut out), Err(Errno(libc::ENOMEM)));
+        assert_eq!(cq.start_poll().err(), Some(Errno(libc::ENOMEM)));
     }
 }

@@ -1,36 +1,53 @@
 //! rxe_rs: a drop-in replacement, in Rust, for librxe, the rdma-core provider
 //! that libibverbs loads for Soft-RoCE (the kernel's rdma_rxe devices).
 //!
-//! Layers, bottom up:
-//! - [`abi`]: the C structs shared with the kernel (bindgen) and with
-//!   libibverbs (public via bindgen, private written by hand and layout-tested);
-//! - [`cmd`]: uverbs commands written to the context's command fd, as `Result`s;
-//! - [`queue`]: the rings shared with the kernel; [`wqe`]: the entries we write there;
-//! - one module per verbs object: [`device`], [`context`], [`pd`], [`mr`] (and
-//!   memory windows), [`cq`], [`qp`], [`srq`], [`ah`];
-//! - [`ffi`]: the extern "C" entry points, which never let a panic reach C.
+//! Layers, bottom up; each uses only the ones before it:
+//! - `abi`: the C structs shared with the kernel (bindgen) and with
+//!   libibverbs (public via bindgen, private written by hand, layout
+//!   checked at build time);
+//! - `cmd`: uverbs commands on the context's command fd, as `Result`s;
+//! - `object`, `queue` (rings and their locks), `wqe` (work queue entries),
+//!   `recv` (receive queues);
+//! - one module per verbs object: `device`, `context`, `pd`, `mr` (and
+//!   memory windows), `cq`, `qp`, `srq`, `ah`;
+//! - `ffi`: every function table libibverbs reads and every extern "C"
+//!   entry; the only place with C return conventions, errno and the panic
+//!   guard.
+//!
+//! `log` (rdma-core's VERBS_LOG_LEVEL / VERBS_LOG_FILE) serves all layers.
 
-pub mod abi;
-pub mod ah;
-pub mod cmd;
-pub mod context;
-pub mod cq;
-pub mod device;
-pub mod ffi;
-pub mod log;
-pub mod mr;
-pub mod pd;
-pub mod qp;
-pub mod queue;
-pub mod srq;
-pub mod wqe;
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!(
+    "rxe_rs knows libibverbs' private ABI and the rxe uapi layouts only for x86_64 Linux; \
+     other targets need their layouts checked against rdma-core's driver.h first"
+);
+
+mod abi;
+mod ah;
+mod cmd;
+mod context;
+mod cq;
+mod device;
+mod ffi;
+mod log;
+mod mr;
+mod object;
+mod pd;
+mod qp;
+mod queue;
+mod recv;
+mod srq;
+mod wqe;
+
+#[cfg(test)]
+mod datapath_tests;
 
 /// Registers the provider with libibverbs when it dlopens us, as
 /// rdma-core's PROVIDER_DRIVER macro does for C providers.
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn register_provider() {
     // SAFETY: DEVICE_OPS is 'static and laid out as libibverbs 44 expects.
-    unsafe { abi::private::verbs_register_driver_34(&device::DEVICE_OPS.0) };
+    unsafe { abi::private::verbs_register_driver_34(&ffi::DEVICE_OPS.0) };
 }
 
 // Not in unit-test binaries: they link libibverbs but are not providers.

@@ -1,52 +1,27 @@
 //! Queue pairs: send and receive rings shared with the kernel, the doorbell,
-//! and both send APIs (ibv_post_send and the ibv_wr_* builders).
+//! and both send APIs (ibv_post_send and the ibv_wr_* batch).
 
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::ah::Ah;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::queue::{is_full, next_index, Ring, SpinLock};
-use crate::wqe::{self, SendLimits};
+use crate::mr::{next_rkey, Mw};
+use crate::object::{self, Boxed, Object};
+use crate::queue::{Producer, ProducerState, Ring, SpinLock};
+use crate::recv::RecvQueue;
+use crate::wqe::{self, MwBind, PostError, Refusal, SendLimits, UdAddress};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
-use core::mem::size_of;
+use core::fmt;
+use core::mem::{size_of, MaybeUninit};
 use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use ibv_qp_create_send_ops_flags as ops;
+use ibv_wr_opcode as op;
 
-/// A ring plus what posting to it needs.
-pub struct WorkQueue {
-    pub ring: Ring,
-    pub max_sge: u32,
-}
-
-/// Send-side state, touched only under `Qp::sq_lock`.
-struct SendState {
-    /// Send sequence number the kernel expects in each WQE.
-    ssn: u32,
-    /// Extended API: next slot to build into, and the first error met.
-    cur: u32,
-    err: c_int,
-}
-
-#[repr(C)]
-pub struct Qp {
-    pub vqp: verbs_qp,
-    /// The send ring; its SGE and inline limits are in `limits`.
-    sq: Ring,
-    limits: SendLimits,
-    sq_lock: SpinLock,
-    send: UnsafeCell<SendState>,
-    /// None when the QP takes its receives from an SRQ.
-    rq: Option<WorkQueue>,
-    rq_lock: SpinLock,
-}
-
-// SAFETY: mutable state is behind the two locks; rings are Sync.
-unsafe impl Sync for Qp {}
-
-pub const SUPPORTED_SEND_OPS_RC: u64 = (ops::IBV_QP_EX_WITH_RDMA_WRITE
+pub(crate) const SUPPORTED_SEND_OPS_RC: u64 = (ops::IBV_QP_EX_WITH_RDMA_WRITE
     | ops::IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
     | ops::IBV_QP_EX_WITH_SEND
     | ops::IBV_QP_EX_WITH_SEND_WITH_IMM
@@ -56,486 +31,680 @@ pub const SUPPORTED_SEND_OPS_RC: u64 = (ops::IBV_QP_EX_WITH_RDMA_WRITE
     | ops::IBV_QP_EX_WITH_LOCAL_INV
     | ops::IBV_QP_EX_WITH_BIND_MW
     | ops::IBV_QP_EX_WITH_SEND_WITH_INV) as u64;
-pub const SUPPORTED_SEND_OPS_UC: u64 = (ops::IBV_QP_EX_WITH_RDMA_WRITE
+pub(crate) const SUPPORTED_SEND_OPS_UC: u64 = (ops::IBV_QP_EX_WITH_RDMA_WRITE
     | ops::IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM
     | ops::IBV_QP_EX_WITH_SEND
     | ops::IBV_QP_EX_WITH_SEND_WITH_IMM
     | ops::IBV_QP_EX_WITH_BIND_MW
     | ops::IBV_QP_EX_WITH_SEND_WITH_INV) as u64;
-pub const SUPPORTED_SEND_OPS_UD: u64 = (ops::IBV_QP_EX_WITH_SEND | ops::IBV_QP_EX_WITH_SEND_WITH_IMM) as u64;
+pub(crate) const SUPPORTED_SEND_OPS_UD: u64 = (ops::IBV_QP_EX_WITH_SEND | ops::IBV_QP_EX_WITH_SEND_WITH_IMM) as u64;
 const SUPPORTED_COMP_MASK: u32 = ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_PD
     | ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_CREATE_FLAGS
     | ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
 
-impl Qp {
-    /// # Safety
-    /// `qp` must be the `ibv_qp` (or `ibv_qp_ex`) of a live [`Qp`].
-    pub unsafe fn from_ibv<'a, T>(qp: *mut T) -> &'a Qp {
-        // SAFETY: ibv_qp and ibv_qp_ex sit at offset 0 of verbs_qp, at offset 0 of Qp.
-        unsafe { &*qp.cast::<Qp>() }
-    }
+/// Send-side state, under the send lock.
+struct SendQueue {
+    ring: Ring,
+    /// Send sequence number the kernel expects in each WQE.
+    ssn: u32,
+    /// The ibv_wr_* batch between wr_start and wr_complete.
+    batch: Batch,
+}
 
-    pub fn ibv_qp(&self) -> *mut ibv_qp {
-        ptr::addr_of!(self.vqp).cast_mut().cast()
-    }
+#[derive(Default)]
+struct Batch {
+    producer: ProducerState,
+    /// The first error a builder or setter met; wr_complete returns it.
+    err: Option<Errno>,
+}
 
-    fn qp_ex(&self) -> *mut ibv_qp_ex {
-        ptr::addr_of!(self.vqp.qp_ex).cast_mut()
-    }
+#[repr(C)]
+pub(crate) struct Qp {
+    vqp: UnsafeCell<verbs_qp>,
+    limits: SendLimits,
+    sq: SpinLock<SendQueue>,
+    /// None when the QP takes its receives from an SRQ.
+    rq: Option<SpinLock<RecvQueue>>,
+}
 
-    fn handle(&self) -> u32 {
-        self.vqp.qp_ex.qp_base.handle
+// SAFETY: verbs_qp is the first field of a repr(C) struct, and ibv_qp and
+// ibv_qp_ex both sit at its offset 0; handed out by leak().
+unsafe impl Object for Qp {
+    type Raw = ibv_qp;
+    fn raw(&self) -> *mut ibv_qp {
+        self.vqp.get().cast()
     }
+}
+// SAFETY: as above.
+unsafe impl Boxed for Qp {}
 
-    fn context(&self) -> &Context {
-        // SAFETY: a QP's context outlives it.
-        unsafe { Context::from_ibv(self.vqp.qp_ex.qp_base.context) }
-    }
+// SAFETY: our mutable state is behind the two locks; of vqp we only read
+// (the state atomically) what libibverbs writes, and write it before the QP
+// is handed out.
+unsafe impl Sync for Qp {}
 
-    /// # Safety
-    /// Caller holds `sq_lock`.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn send_state(&self) -> &mut SendState {
-        // SAFETY: exclusive under the lock.
-        unsafe { &mut *self.send.get() }
+/// The requested capabilities, for refusal messages.
+struct CapHint(ibv_qp_cap);
+
+impl fmt::Display for CapHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.0;
+        write!(
+            f,
+            " (asked max_send_wr {} max_recv_wr {} max_send_sge {} max_recv_sge {} max_inline_data {}; ibv_devinfo -v shows the device limits)",
+            c.max_send_wr, c.max_recv_wr, c.max_send_sge, c.max_recv_sge, c.max_inline_data
+        )
     }
 }
 
-/// Maps the rings the kernel made for a new QP.
-fn map_rings(ctx: &Context, resp: &rxe_create_qp_resp, cap: &ibv_qp_cap, has_srq: bool) -> Result<(Ring, Option<WorkQueue>)> {
-    let rq = if has_srq {
+impl Qp {
+    fn base(&self) -> *mut ibv_qp {
+        self.raw()
+    }
+
+    fn context(&self) -> &Context {
+        // SAFETY: a QP's context outlives it and is set before the QP is handed out.
+        unsafe { Context::from_raw((*self.base()).context) }
+    }
+
+    /// The state libibverbs records on modify_qp, read without tearing.
+    fn state(&self) -> u32 {
+        // SAFETY: an aligned u32 inside our object that libibverbs updates
+        // while other threads may post; read it atomically.
+        unsafe { AtomicU32::from_ptr(ptr::addr_of_mut!((*self.base()).state)) }.load(Ordering::Relaxed)
+    }
+
+    fn qp_num(&self) -> u32 {
+        // SAFETY: set at creation, never changed.
+        unsafe { (*self.base()).qp_num }
+    }
+
+    fn handle(&self) -> u32 {
+        // SAFETY: set at creation, never changed.
+        unsafe { (*self.base()).handle }
+    }
+
+    /// The extended QP, to install the send functions before the QP is handed out.
+    pub(crate) fn ex_mut(&mut self) -> &mut ibv_qp_ex {
+        &mut self.vqp.get_mut().qp_ex
+    }
+
+    /// A QP in RTS over heap rings, for host tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(ctx: &Context, sq: Ring, rq: Option<Ring>, limits: SendLimits, max_recv_sge: u32) -> Box<Qp> {
+        // SAFETY: all-zero is a valid verbs_qp.
+        let mut vqp: verbs_qp = unsafe { core::mem::zeroed() };
+        vqp.qp_ex.qp_base.context = ctx.raw();
+        vqp.qp_ex.qp_base.state = ibv_qp_state::IBV_QPS_RTS;
+        vqp.qp_ex.qp_base.qp_type = limits.qp_type;
+        object::try_box(Qp {
+            vqp: UnsafeCell::new(vqp),
+            limits,
+            sq: SpinLock::new(SendQueue { ring: sq, ssn: 0, batch: Batch::default() }),
+            rq: rq.map(|ring| SpinLock::new(RecvQueue { ring, max_sge: max_recv_sge })),
+        })
+        .unwrap()
+    }
+
+    /// The extended QP, where tests set wr_id as applications do.
+    #[cfg(test)]
+    pub(crate) fn ex_raw(&self) -> *mut ibv_qp_ex {
+        // SAFETY: in bounds of our verbs_qp.
+        unsafe { ptr::addr_of_mut!((*self.vqp.get()).qp_ex) }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_state_for_tests(&self, state: u32) {
+        // SAFETY: as in state().
+        unsafe { AtomicU32::from_ptr(ptr::addr_of_mut!((*self.base()).state)) }.store(state, Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_rings<R>(&self, f: impl FnOnce(&Ring, Option<&Ring>) -> R) -> R {
+        let sq = self.sq.lock();
+        let rq = self.rq.as_ref().map(|l| l.lock());
+        f(&sq.ring, rq.as_ref().map(|g| &g.ring))
+    }
+}
+
+/// What the kernel granted and mapped for a new QP.
+struct Granted {
+    resp: rxe_create_qp_resp,
+    cap: ibv_qp_cap,
+    has_srq: bool,
+}
+
+/// Maps a new QP's rings and checks each slot holds what the kernel granted.
+fn map_rings(ctx: &Context, g: &Granted) -> core::result::Result<(Ring, Option<Ring>), (Errno, &'static str)> {
+    let sq = Ring::map(ctx.cmd_fd(), &g.resp.sq_mi).map_err(|e| (e, "mapping the send ring failed"))?;
+    if (sq.elem_size() as u64) < wqe::send_slot_needed(g.cap.max_send_sge, g.cap.max_inline_data) {
+        return Err((Errno(libc::EINVAL), "send slots are smaller than the granted max_send_sge / max_inline_data need"));
+    }
+    let rq = if g.has_srq {
         None
     } else {
-        Some(WorkQueue { ring: Ring::map(ctx.cmd_fd(), &resp.rq_mi)?, max_sge: cap.max_recv_sge })
+        let rq = Ring::map(ctx.cmd_fd(), &g.resp.rq_mi).map_err(|e| (e, "mapping the receive ring failed"))?;
+        if (rq.elem_size() as u64) < wqe::recv_slot_needed(g.cap.max_recv_sge) {
+            return Err((Errno(libc::EINVAL), "receive slots are smaller than the granted max_recv_sge needs"));
+        }
+        Some(rq)
     };
-    Ok((Ring::map(ctx.cmd_fd(), &resp.sq_mi)?, rq))
+    Ok((sq, rq))
 }
 
 /// The kernel keeps our `ibv_qp` address (async events name it) and
 /// libibverbs initializes a mutex inside it, so the QP is built in place: a
-/// heap slot whose `verbs_qp` the kernel fills first, our fields after.
-fn with_new_qp<F>(ctx: &Context, what: &str, create: F) -> Result<*mut ibv_qp>
-where
-    F: FnOnce(*mut verbs_qp) -> Result<(rxe_create_qp_resp, ibv_qp_cap, bool)>,
-{
-    let mut slot: Box<core::mem::MaybeUninit<Qp>> = Box::new_uninit();
-    let p = slot.as_mut_ptr();
-    let vqp = p.cast::<verbs_qp>(); // the first field
+/// heap slot whose `verbs_qp` the kernel helper fills first, our fields after.
+fn with_new_qp(ctx: &Context, what: &str, create: impl FnOnce(*mut verbs_qp) -> Result<Granted>) -> Result<Box<Qp>> {
+    let mut slot = object::try_box_uninit::<Qp>()?;
+    let p: *mut Qp = slot.as_mut_ptr();
+    // The first field; UnsafeCell<verbs_qp> has verbs_qp's layout.
+    let vqp = p.cast::<verbs_qp>();
     // SAFETY: vqp points into our allocation; all-zero is a valid verbs_qp.
     unsafe { ptr::write_bytes(vqp, 0, 1) };
-    let (resp, cap, has_srq) = create(vqp)?;
-    let (sq, rq) = match map_rings(ctx, &resp, &cap, has_srq) {
+    let g = create(vqp)?;
+    let (sq, rq) = match map_rings(ctx, &g) {
         Ok(rings) => rings,
-        Err(e) => {
-            log::error!("{}: {what}: mapping the QP's rings failed: {e}", ctx.name());
+        Err((e, why)) => {
+            log::error!("{}: {what}: {why}: {e}; the QP is destroyed", ctx.name());
             // SAFETY: the kernel QP exists and nothing uses it yet.
-            unsafe { ibv_cmd_destroy_qp(vqp.cast()) };
+            let _ = unsafe { ibv_cmd_destroy_qp(vqp.cast()) };
             return Err(e);
         }
     };
-    // SAFETY: each write initializes one field of our allocation; vqp was
-    // initialized above, so after these the whole Qp is.
+    // SAFETY: vqp was initialized above; the type was filled in by the helper.
+    let qp_type = unsafe { (*vqp).qp_ex.qp_base.qp_type };
+    let limits = SendLimits { max_sge: g.cap.max_send_sge, max_inline: g.cap.max_inline_data, qp_type };
+    // SAFETY: each write initializes one field of our allocation; with vqp
+    // initialized above, the whole Qp is.
     unsafe {
-        let limits = SendLimits { max_sge: cap.max_send_sge, max_inline: cap.max_inline_data, qp_type: (*vqp).qp_ex.qp_base.qp_type };
-        ptr::addr_of_mut!((*p).sq).write(sq);
         ptr::addr_of_mut!((*p).limits).write(limits);
-        ptr::addr_of_mut!((*p).sq_lock).write(SpinLock::default());
-        ptr::addr_of_mut!((*p).send).write(UnsafeCell::new(SendState { ssn: 0, cur: 0, err: 0 }));
-        ptr::addr_of_mut!((*p).rq).write(rq);
-        ptr::addr_of_mut!((*p).rq_lock).write(SpinLock::default());
-        Ok(Box::into_raw(slot.assume_init()).cast::<ibv_qp>())
+        ptr::addr_of_mut!((*p).sq).write(SpinLock::new(SendQueue { ring: sq, ssn: 0, batch: Batch::default() }));
+        ptr::addr_of_mut!((*p).rq).write(rq.map(|ring| SpinLock::new(RecvQueue { ring, max_sge: g.cap.max_recv_sge })));
     }
+    // SAFETY: fully initialized above; MaybeUninit<Qp> has Qp's layout.
+    Ok(unsafe { Box::from_raw(Box::into_raw(slot).cast::<Qp>()) })
 }
 
-/// `ibv_create_qp`.
+/// `ibv_create_qp`; the caller hands the result out with [`Boxed::leak`].
 ///
 /// # Safety
 /// `pd` and `attr` are the application's, valid.
-pub unsafe fn create(ctx: &mut Context, pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<*mut ibv_qp> {
-    let name = ctx.name().to_owned();
+pub(crate) unsafe fn create(ctx: &Context, pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> Result<Box<Qp>> {
     with_new_qp(ctx, "create_qp", |vqp| {
         let mut cmd = LegacyCmd::<ib_uverbs_create_qp> { hdr: Default::default(), core: Default::default() };
         let mut resp = DrvResp::<ib_uverbs_create_qp_resp, rxe_create_qp_resp>::default();
-        // SAFETY: per contract; buffers are ours.
-        let ret = unsafe {
+        // SAFETY: per the contract; the buffers are ours.
+        cmd::checked(unsafe {
             ibv_cmd_create_qp(pd, vqp.cast(), attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
-        };
-        if ret != 0 {
-            log::error!("{name}: create_qp: refused with {}{}", Errno(ret), unsafe { cap_hint(&(*attr).cap) });
-            return Err(Errno(ret));
-        }
+        })
+        // SAFETY: per the contract.
+        .inspect_err(|e| log::error!("{}: create_qp: refused with {e}{}", ctx.name(), CapHint(unsafe { (*attr).cap })))?;
         // SAFETY: the helper wrote back the granted capabilities.
-        Ok(unsafe { (resp.drv, (*attr).cap, !(*attr).srq.is_null()) })
+        Ok(unsafe { Granted { resp: resp.drv, cap: (*attr).cap, has_srq: !(*attr).srq.is_null() } })
     })
 }
 
-fn cap_hint(cap: &ibv_qp_cap) -> String {
-    format!(
-        " (asked max_send_wr {} max_recv_wr {} max_send_sge {} max_recv_sge {} max_inline_data {}; ibv_devinfo -v shows the device limits)",
-        cap.max_send_wr, cap.max_recv_wr, cap.max_send_sge, cap.max_recv_sge, cap.max_inline_data
-    )
-}
-
-/// `ibv_create_qp_ex`.
+/// `ibv_create_qp_ex`; the caller installs the send functions it asked for.
 ///
 /// # Safety
 /// `attr` is the application's, valid.
-pub unsafe fn create_ex(ctx: &mut Context, attr: *mut ibv_qp_init_attr_ex) -> Result<*mut ibv_qp> {
-    // SAFETY: per contract.
+pub(crate) unsafe fn create_ex(ctx: &Context, attr: *mut ibv_qp_init_attr_ex) -> Result<Box<Qp>> {
+    // SAFETY: per the contract.
     let a = unsafe { &*attr };
-    let unsupported = |why: String| {
+    let refuse = |why: fmt::Arguments<'_>| {
         log::error!("{}: create_qp_ex: {why}", ctx.name());
         Err(Errno(libc::EOPNOTSUPP))
     };
     if a.comp_mask & !SUPPORTED_COMP_MASK != 0 {
-        return unsupported(format!("comp_mask {:#x} has bits rxe does not support ({:#x})", a.comp_mask, a.comp_mask & !SUPPORTED_COMP_MASK));
+        return refuse(format_args!("comp_mask {:#x} has bits rxe does not support ({:#x})", a.comp_mask, a.comp_mask & !SUPPORTED_COMP_MASK));
     }
     if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_CREATE_FLAGS != 0 && a.create_flags != 0 {
-        return unsupported(format!("create_flags {:#x} are not supported by rxe", a.create_flags));
+        return refuse(format_args!("create_flags {:#x} are not supported by rxe", a.create_flags));
     }
-    let send_ops = if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
+    if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
         let allowed = match a.qp_type {
             ibv_qp_type::IBV_QPT_RC => SUPPORTED_SEND_OPS_RC,
             ibv_qp_type::IBV_QPT_UC => SUPPORTED_SEND_OPS_UC,
             ibv_qp_type::IBV_QPT_UD => SUPPORTED_SEND_OPS_UD,
-            t => return unsupported(format!("QP type {t} has no send ops on rxe")),
+            t => return refuse(format_args!("QP type {t} has no send ops on rxe")),
         };
         if a.send_ops_flags & !allowed != 0 {
-            return unsupported(format!("send_ops_flags {:#x} include ops this QP type cannot do on rxe ({:#x})", a.send_ops_flags, a.send_ops_flags & !allowed));
+            return refuse(format_args!(
+                "send_ops_flags {:#x} include ops this QP type cannot do on rxe ({:#x})",
+                a.send_ops_flags,
+                a.send_ops_flags & !allowed
+            ));
         }
-        Some(a.send_ops_flags)
-    } else {
-        None
-    };
-    let context = ctx.ibv_context();
-    let name = ctx.name().to_owned();
+    }
     with_new_qp(ctx, "create_qp_ex", |vqp| {
-        if let Some(flags) = send_ops {
-            // SAFETY: vqp is ours and zeroed.
-            crate::ffi::install_send_ops(unsafe { &mut (*vqp).qp_ex }, flags);
-        }
         let mut cmd = ExtendedCmd::<ib_uverbs_ex_create_qp> { hdr: Default::default(), ex_hdr: Default::default(), core: Default::default() };
         let mut resp = DrvResp::<ib_uverbs_ex_create_qp_resp, rxe_create_qp_resp>::default();
-        // SAFETY: per contract; buffers are ours.
-        let ret = unsafe {
-            ibv_cmd_create_qp_ex2(context, vqp, attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
-        };
-        if ret != 0 {
-            log::error!("{name}: create_qp_ex: refused with {}{}", Errno(ret), unsafe { cap_hint(&(*attr).cap) });
-            return Err(Errno(ret));
+        // SAFETY: per the contract; the buffers are ours.
+        cmd::checked(unsafe {
+            ibv_cmd_create_qp_ex2(ctx.raw(), vqp, attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
+        })
+        // SAFETY: per the contract.
+        .inspect_err(|e| log::error!("{}: create_qp_ex: refused with {e}{}", ctx.name(), CapHint(unsafe { (*attr).cap })))?;
+        // SAFETY: vqp is ours; the helper wrote back the granted capabilities.
+        unsafe {
+            (*vqp).comp_mask |= VERBS_QP_EX;
+            Ok(Granted { resp: resp.drv, cap: (*attr).cap, has_srq: !(*attr).srq.is_null() })
         }
-        // SAFETY: vqp is ours.
-        unsafe { (*vqp).comp_mask |= VERBS_QP_EX };
-        // SAFETY: the helper wrote back the granted capabilities.
-        Ok(unsafe { (resp.drv, (*attr).cap, !(*attr).srq.is_null()) })
     })
-}
-
-/// `ibv_query_qp`.
-pub fn query(qp: &Qp, attr: *mut ibv_qp_attr, mask: c_int, init_attr: *mut ibv_qp_init_attr) -> Result<()> {
-    let mut cmd = LegacyCmd::<ib_uverbs_query_qp> { hdr: Default::default(), core: Default::default() };
-    // SAFETY: the application's buffers; ours for cmd.
-    let ret = unsafe { ibv_cmd_query_qp(qp.ibv_qp(), attr, mask, init_attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) };
-    crate::cmd::helper_result(ret)
-}
-
-/// `ibv_modify_qp`.
-pub fn modify(qp: &Qp, attr: *mut ibv_qp_attr, mask: c_int) -> Result<()> {
-    let mut cmd = LegacyCmd::<ib_uverbs_modify_qp> { hdr: Default::default(), core: Default::default() };
-    // SAFETY: as above.
-    let ret = unsafe { ibv_cmd_modify_qp(qp.ibv_qp(), attr, mask, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) };
-    if ret != 0 {
-        log::error!("{}: modify_qp: QP {:#x} attr_mask {mask:#x} refused with {}", qp.context().name(), qp.vqp.qp_ex.qp_base.qp_num, Errno(ret));
-        return Err(Errno(ret));
-    }
-    Ok(())
 }
 
 /// `ibv_destroy_qp`; frees ours (unmapping the rings) once the kernel let go.
 ///
 /// # Safety
-/// `qp` is not used afterwards on success.
-pub unsafe fn destroy(qp: *mut ibv_qp) -> Result<()> {
-    // SAFETY: forwarded; allocated as a Box<Qp> in with_new_qp.
-    unsafe { crate::cmd::destroy_boxed::<Qp, _>(qp, ibv_cmd_destroy_qp) }
+/// `qp` came from create/create_ex via leak; on success nobody uses it again.
+pub(crate) unsafe fn destroy(qp: *mut ibv_qp) -> Result<()> {
+    // SAFETY: per the contract.
+    unsafe { object::destroy::<Qp>(qp, |q| cmd::checked(ibv_cmd_destroy_qp(q.raw()))) }
 }
 
-/// Tells the kernel new send WQEs are waiting: a POST_SEND write with no WRs.
-fn doorbell(qp: &Qp) -> Result<()> {
-    let req = ib_uverbs_post_send {
-        qp_handle: qp.handle(),
-        wr_count: 0,
-        sge_count: 0,
-        wqe_size: size_of::<ibv_send_wr>() as u32,
-        ..Default::default()
-    };
-    cmd::write(qp.context().cmd_fd(), req).map(|_| ())
-}
-
-fn state_name(state: ibv_qp_state::Type) -> &'static str {
-    match state {
-        ibv_qp_state::IBV_QPS_RESET => "RESET",
-        ibv_qp_state::IBV_QPS_INIT => "INIT",
-        ibv_qp_state::IBV_QPS_RTR => "RTR",
-        ibv_qp_state::IBV_QPS_RTS => "RTS",
-        ibv_qp_state::IBV_QPS_SQD => "SQD",
-        ibv_qp_state::IBV_QPS_SQE => "SQE",
-        ibv_qp_state::IBV_QPS_ERR => "ERR",
-        _ => "unknown",
-    }
-}
-
-fn state_allows_send(state: ibv_qp_state::Type) -> bool {
+fn state_allows_send(state: u32) -> bool {
     !matches!(state, ibv_qp_state::IBV_QPS_RESET | ibv_qp_state::IBV_QPS_INIT | ibv_qp_state::IBV_QPS_RTR)
 }
 
-/// `ibv_post_send`: every WR before the first bad one is posted, the bad one
-/// and the rest are not; one doorbell for the lot.
-///
-/// # Safety
-/// `wr` is the application's valid WR list.
-pub unsafe fn post_send(qp: &Qp, mut wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
-    if bad_wr.is_null() {
-        return libc::EINVAL;
-    }
-    // SAFETY: checked non-null.
-    unsafe { *bad_wr = ptr::null_mut() };
-    if wr.is_null() {
-        return libc::EINVAL;
-    }
-    let state = qp.vqp.qp_ex.qp_base.state;
-    if !state_allows_send(state) {
-        if crate::log::enabled(log::Level::Error) {
-            log::error!(
-                "{}: post_send: QP {:#x} is in state {}; sends need RTS (or SQD, SQE, ERR): nothing was posted",
-                qp.context().name(),
-                qp.vqp.qp_ex.qp_base.qp_num,
-                state_name(state)
-            );
+/// An opcode of the extended send API, with its operands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SendOp {
+    Send,
+    SendImm(u32),
+    SendInv(u32),
+    RdmaWrite { rkey: u32, addr: u64 },
+    RdmaWriteImm { rkey: u32, addr: u64, imm: u32 },
+    RdmaRead { rkey: u32, addr: u64 },
+    CmpSwp { rkey: u32, addr: u64, compare: u64, swap: u64 },
+    FetchAdd { rkey: u32, addr: u64, add: u64 },
+    LocalInv(u32),
+    BindMw { mw: *mut ibv_mw, rkey: u32, info: *const ibv_mw_bind_info },
+}
+
+impl SendOp {
+    fn opcode(&self) -> u32 {
+        match self {
+            SendOp::Send => op::IBV_WR_SEND,
+            SendOp::SendImm(_) => op::IBV_WR_SEND_WITH_IMM,
+            SendOp::SendInv(_) => op::IBV_WR_SEND_WITH_INV,
+            SendOp::RdmaWrite { .. } => op::IBV_WR_RDMA_WRITE,
+            SendOp::RdmaWriteImm { .. } => op::IBV_WR_RDMA_WRITE_WITH_IMM,
+            SendOp::RdmaRead { .. } => op::IBV_WR_RDMA_READ,
+            SendOp::CmpSwp { .. } => op::IBV_WR_ATOMIC_CMP_AND_SWP,
+            SendOp::FetchAdd { .. } => op::IBV_WR_ATOMIC_FETCH_AND_ADD,
+            SendOp::LocalInv(_) => op::IBV_WR_LOCAL_INV,
+            SendOp::BindMw { .. } => op::IBV_WR_BIND_MW,
         }
-        // SAFETY: checked non-null.
-        unsafe { *bad_wr = wr };
-        return libc::EINVAL;
     }
-    let ring = &qp.sq;
-    let mask = ring.mask();
-    let mut rc = 0;
-    let mut posted = false;
-    qp.sq_lock.with(|| {
-        // SAFETY: we hold sq_lock.
-        let st = unsafe { qp.send_state() };
-        let mut prod = ring.producer_index();
-        let mut cons = ring.consumer_index_acquire();
+}
+
+/// A setter of the extended send API, applied to the last WQE built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Payload {
+    UdAddr { ah: *mut ibv_ah, remote_qpn: u32, remote_qkey: u32 },
+    Sge { lkey: u32, addr: u64, length: u32 },
+    SgeList { list: *const ibv_sge, count: usize },
+    Inline { bufs: *const ibv_data_buf, count: usize },
+}
+
+impl Payload {
+    /// # Safety
+    /// The pointers follow the verbs API's contract (lists of `count`
+    /// entries when non-null, an AH from our create_ah).
+    unsafe fn apply(self, slot: &mut [u8], lim: &SendLimits) -> Result<()> {
+        match self {
+            Payload::UdAddr { ah, remote_qpn, remote_qkey } => {
+                if ah.is_null() {
+                    return Err(Errno(libc::EINVAL));
+                }
+                // SAFETY: an AH from our create_ah, per the contract.
+                let ah_num = unsafe { Ah::from_raw(ah) }.ah_num();
+                wqe::set_ud(wqe::send_wqe(slot), UdAddress { remote_qpn, remote_qkey, ah_num });
+                Ok(())
+            }
+            Payload::Sge { lkey, addr, length } => {
+                wqe::set_sge(slot, lkey, addr, length);
+                Ok(())
+            }
+            Payload::SgeList { list, count } => {
+                if count > lim.max_sge as usize {
+                    return Err(Errno(libc::ENOSPC));
+                }
+                let sges = match (count, list.is_null()) {
+                    (0, _) => &[][..],
+                    (_, true) => return Err(Errno(libc::EINVAL)),
+                    // SAFETY: count entries, per the contract.
+                    _ => unsafe { core::slice::from_raw_parts(list, count) },
+                };
+                wqe::set_sge_list(slot, sges, lim)
+            }
+            Payload::Inline { bufs, count } => {
+                let bufs = match (count, bufs.is_null()) {
+                    (0, _) => &[][..],
+                    (_, true) => return Err(Errno(libc::EINVAL)),
+                    // SAFETY: count entries, per the contract.
+                    _ => unsafe { core::slice::from_raw_parts(bufs, count) },
+                };
+                // SAFETY: buffers readable per the contract.
+                unsafe { wqe::set_inline(slot, bufs, lim) }
+            }
+        }
+    }
+}
+
+impl Qp {
+    /// Logs a refused post; called with no queue lock held.
+    fn log_refusal(&self, verb: &str, wr_id: Option<u64>, r: Refusal) {
+        let level = if matches!(r, Refusal::QueueFull { .. }) { log::Level::Warn } else { log::Level::Error };
+        match wr_id {
+            Some(id) => log::log!(level, "{}: {verb}: QP {:#x} wr_id {id:#x} refused with {}: {r}", self.context().name(), self.qp_num(), r.errno().name()),
+            None => log::log!(level, "{}: {verb}: QP {:#x} refused with {}: {r}", self.context().name(), self.qp_num(), r.errno().name()),
+        }
+    }
+
+    /// Tells the kernel new send WQEs are waiting: a POST_SEND with no WRs.
+    fn doorbell(&self) -> Result<()> {
+        let req = ib_uverbs_post_send { qp_handle: self.handle(), wqe_size: size_of::<ibv_send_wr>() as u32, ..Default::default() };
+        cmd::write(self.context().cmd_fd(), req).map(|_| ()).inspect_err(|e| {
+            log::error!("{}: send doorbell of QP {:#x} refused with {e}", self.context().name(), self.qp_num())
+        })
+    }
+
+    /// `ibv_post_send`: every WR before the first bad one is posted, the bad
+    /// one and the rest are not; one doorbell for the lot.
+    ///
+    /// # Safety
+    /// `wr` is the application's valid WR list (the verbs API's contract).
+    pub(crate) unsafe fn post_send(&self, wr: *mut ibv_send_wr) -> core::result::Result<(), PostError<ibv_send_wr>> {
+        if wr.is_null() {
+            return Err(PostError { errno: Errno(libc::EINVAL), bad: ptr::null_mut() });
+        }
+        let state = self.state();
+        if !state_allows_send(state) {
+            // SAFETY: a valid WR per the contract.
+            self.log_refusal("post_send", Some(unsafe { (*wr).wr_id }), Refusal::QpState(state));
+            return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
+        }
+        let (refused, posted) = {
+            let mut sq = self.sq.lock();
+            let SendQueue { ring, ssn, .. } = &mut *sq;
+            let slots = ring.mask();
+            // SAFETY: the send lock makes us the ring's only producer.
+            let mut producer = unsafe { Producer::new(ring) };
+            // SAFETY: forwarded contract.
+            let refused = unsafe { self.fill(&mut producer, slots, ssn, wr) };
+            (refused, producer.any())
+            // The producer publishes, then the lock drops.
+        };
+        if let Some((r, bad)) = refused {
+            // SAFETY: bad is a WR of the application's list.
+            self.log_refusal("post_send", Some(unsafe { (*bad).wr_id }), r);
+        }
+        if posted {
+            self.doorbell().map_err(|errno| PostError { errno, bad: ptr::null_mut() })?;
+        }
+        match refused {
+            Some((r, bad)) => Err(PostError { errno: r.errno(), bad }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks and writes WRs until the list ends or one is refused.
+    ///
+    /// # Safety
+    /// As for [`Qp::post_send`].
+    unsafe fn fill(&self, producer: &mut Producer<'_>, slots: u32, ssn: &mut u32, mut wr: *mut ibv_send_wr) -> Option<(Refusal, *mut ibv_send_wr)> {
         while !wr.is_null() {
-            // SAFETY: the application's WR.
+            // SAFETY: a valid WR per the contract.
             let w = unsafe { &*wr };
-            // SAFETY: sg_list holds num_sge entries (validated below against max_sge).
-            let sges = unsafe { wqe::sges(w.sg_list, w.num_sge) };
-            let length = match wqe::validate_send(w, sges, &qp.limits) {
-                Ok(len) => len,
-                Err((e, why)) => {
-                    log::error!("{}: post_send: wr_id {:#x} refused with {}: {why}", qp.context().name(), w.wr_id, e.name());
-                    rc = e.0;
-                    break;
-                }
+            // SAFETY: the WR's pointers follow the contract.
+            let checked = match unsafe { wqe::check_send(w, &self.limits) } {
+                Ok(c) => c,
+                Err(r) => return Some((r, wr)),
             };
-            let ud = if qp.limits.qp_type == ibv_qp_type::IBV_QPT_UD {
-                // SAFETY: UD WRs carry an AH from our create_ah.
-                let ud = unsafe { &w.wr.ud };
+            let ud = if self.limits.qp_type == ibv_qp_type::IBV_QPT_UD {
+                // SAFETY: a UD send's union holds its address (check_send allowed only sends).
+                let ud = unsafe { w.wr.ud };
                 if ud.ah.is_null() {
-                    log::error!("{}: post_send: UD wr_id {:#x} has no address handle", qp.context().name(), w.wr_id);
-                    rc = libc::EINVAL;
-                    break;
+                    return Some((Refusal::UdWithoutAh, wr));
                 }
-                // SAFETY: as above.
-                Some((ud.remote_qpn, ud.remote_qkey, unsafe { Ah::from_ibv(ud.ah) }.ah_num))
+                // SAFETY: an AH from our create_ah, per the contract.
+                let ah_num = unsafe { Ah::from_raw(ud.ah) }.ah_num();
+                Some(UdAddress { remote_qpn: ud.remote_qpn, remote_qkey: ud.remote_qkey, ah_num })
             } else {
                 None
             };
-            if !ring.has_room(prod, &mut cons) {
-                log::warn!("{}: post_send: send queue full ({} slots), wr_id {:#x} not posted", qp.context().name(), mask, w.wr_id);
-                rc = libc::ENOMEM;
-                break;
-            }
-            // SAFETY: the slot is ours (not yet published), sized by the kernel for our limits.
-            unsafe { wqe::write_send(ring.slot(prod).cast(), w, sges, length, ud, st.ssn) };
-            st.ssn = st.ssn.wrapping_add(1);
-            prod = next_index(prod, mask);
-            posted = true;
+            let Some(slot) = producer.reserve() else {
+                return Some((Refusal::QueueFull { slots }, wr));
+            };
+            // SAFETY: inline addresses readable per the contract.
+            unsafe { wqe::write_send(slot, w, &checked, ud, *ssn) };
+            producer.commit();
+            *ssn = ssn.wrapping_add(1);
             wr = w.next;
         }
-        ring.publish(prod);
-    });
-    if rc != 0 {
-        // SAFETY: checked non-null.
-        unsafe { *bad_wr = wr };
+        None
     }
-    if posted {
-        if let Err(e) = doorbell(qp) {
-            log::error!("{}: post_send: doorbell refused with {e}", qp.context().name());
-            return e.0;
+
+    /// `ibv_post_recv`.
+    ///
+    /// # Safety
+    /// `wr` is the application's valid WR list.
+    pub(crate) unsafe fn post_recv(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+        let Some(rq) = self.rq.as_ref() else {
+            self.log_refusal("post_recv", None, Refusal::RecvThroughSrq);
+            return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
+        };
+        if wr.is_null() {
+            return Err(PostError { errno: Errno(libc::EINVAL), bad: ptr::null_mut() });
+        }
+        // IBA C10-97.2.1: no receives in RESET.
+        if self.state() == ibv_qp_state::IBV_QPS_RESET {
+            self.log_refusal("post_recv", None, Refusal::RecvInReset);
+            return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
+        }
+        // SAFETY: forwarded contract; the guard drops before we log.
+        let res = unsafe { rq.lock().post(wr) };
+        res.map_err(|(r, bad)| {
+            // SAFETY: bad is a WR of the application's list.
+            self.log_refusal("post_recv", Some(unsafe { (*bad).wr_id }), r);
+            PostError { errno: r.errno(), bad }
+        })
+    }
+
+    /// `ibv_bind_mw` (type 1): a BIND_MW work request through post_send; on
+    /// success the window takes the new rkey, as in librxe.
+    ///
+    /// # Safety
+    /// `mw` is a window from our alloc_mw; the bind's MR, when non-null, is live.
+    pub(crate) unsafe fn bind_mw(&self, mw: *mut ibv_mw, bind: &ibv_mw_bind) -> Result<()> {
+        if bind.bind_info.mw_access_flags & ibv_access_flags::IBV_ACCESS_ZERO_BASED != 0 {
+            log::error!("{}: bind_mw: zero-based memory windows are not supported by rxe", self.context().name());
+            return Err(Errno(libc::EINVAL));
+        }
+        // SAFETY: per the contract.
+        let window = unsafe { Mw::from_raw(mw) };
+        let rkey = next_rkey(window.rkey());
+        // SAFETY: all-zero is a valid ibv_send_wr (null pointers, zero counts).
+        let mut wr: ibv_send_wr = unsafe { core::mem::zeroed() };
+        wr.opcode = op::IBV_WR_BIND_MW;
+        wr.wr_id = bind.wr_id;
+        wr.send_flags = bind.send_flags;
+        wr.__bindgen_anon_2.bind_mw = ibv_send_wr__bindgen_ty_4__bindgen_ty_1 { mw, rkey, bind_info: bind.bind_info };
+        // SAFETY: a one-WR list on our stack; its pointers are the caller's.
+        unsafe { self.post_send(&mut wr) }.map_err(|e| e.errno)?;
+        // If the bind fails in the completion, the application undoes this.
+        window.set_rkey(rkey);
+        Ok(())
+    }
+
+    /// `ibv_query_qp`.
+    pub(crate) fn query(&self, attr: *mut ibv_qp_attr, mask: c_int, init_attr: *mut ibv_qp_init_attr) -> Result<()> {
+        let mut cmd = MaybeUninit::<LegacyCmd<ib_uverbs_query_qp>>::zeroed();
+        // SAFETY: the application's buffers (libibverbs checked them); ours for cmd.
+        cmd::checked(unsafe { ibv_cmd_query_qp(self.raw(), attr, mask, init_attr, cmd.as_mut_ptr().cast(), size_of_val(&cmd)) })
+    }
+
+    /// `ibv_modify_qp`.
+    pub(crate) fn modify(&self, attr: *mut ibv_qp_attr, mask: c_int) -> Result<()> {
+        let mut cmd = MaybeUninit::<LegacyCmd<ib_uverbs_modify_qp>>::zeroed();
+        // SAFETY: as above.
+        cmd::checked(unsafe { ibv_cmd_modify_qp(self.raw(), attr, mask, cmd.as_mut_ptr().cast(), size_of_val(&cmd)) }).inspect_err(|e| {
+            log::error!("{}: modify_qp: QP {:#x} attr_mask {mask:#x} refused with {e}", self.context().name(), self.qp_num())
+        })
+    }
+}
+
+/// The extended send API (ibv_wr_*). C drives one batch across several
+/// calls: wr_start locks the send queue and parks the lock, each builder or
+/// setter resumes it, wr_complete publishes and rings once, wr_abort drops
+/// the batch. Hence these are unsafe: the pairing is the caller's to keep.
+impl Qp {
+    /// `ibv_wr_start`.
+    ///
+    /// # Safety
+    /// This thread must end the batch with [`Qp::wr_complete`] or
+    /// [`Qp::wr_abort`] before it posts to this QP's send queue otherwise.
+    pub(crate) unsafe fn wr_start(&self) {
+        let mut sq = self.sq.lock();
+        // SAFETY: the lock makes us the only producer; parked until the batch ends.
+        let position = unsafe { Producer::new(&sq.ring) }.park();
+        sq.batch = Batch { producer: position, err: None };
+        sq.park();
+    }
+
+    /// Runs `f` on the open batch.
+    ///
+    /// # Safety
+    /// Between [`Qp::wr_start`] and the batch's end, on the same thread.
+    unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Option<Errno>) -> R) -> R {
+        // SAFETY: per the contract, wr_start parked the lock on this thread.
+        let mut sq = unsafe { self.sq.resume() };
+        let SendQueue { ring, ssn, batch } = &mut *sq;
+        // SAFETY: we hold the lock; the position is this batch's.
+        let mut producer = unsafe { Producer::resume(ring, batch.producer) };
+        let r = f(&mut producer, ssn, &mut batch.err);
+        batch.producer = producer.park();
+        sq.park();
+        r
+    }
+
+    /// The `ibv_wr_<opcode>` builders: a new WQE from the QP's wr_id and wr_flags.
+    ///
+    /// # Safety
+    /// As for `in_batch`; a BindMw's pointers follow the verbs contract.
+    pub(crate) unsafe fn wr_build(&self, send_op: SendOp) {
+        // SAFETY: the application sets these fields before each builder; we read them.
+        let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.wr_id, (*self.vqp.get()).qp_ex.wr_flags) };
+        let bind = match send_op {
+            SendOp::BindMw { mw, rkey, info } if !info.is_null() => {
+                // SAFETY: per the contract.
+                unsafe { MwBind::from_verbs(mw, rkey, &*info) }.map(Some)
+            }
+            SendOp::BindMw { .. } => Err(Refusal::BindMwNoWindow),
+            _ => Ok(None),
+        };
+        // SAFETY: per the contract.
+        unsafe {
+            self.in_batch(|p, ssn, err| {
+                if err.is_some() {
+                    return;
+                }
+                let bind = match bind {
+                    Ok(b) => b,
+                    Err(r) => {
+                        *err = Some(r.errno());
+                        return;
+                    }
+                };
+                let Some(slot) = p.reserve() else {
+                    *err = Some(Errno(libc::ENOSPC));
+                    return;
+                };
+                let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
+                match send_op {
+                    SendOp::Send | SendOp::BindMw { .. } => {}
+                    SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
+                    SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
+                    SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
+                    SendOp::RdmaWriteImm { rkey, addr, imm } => {
+                        wqe::set_rdma(w, rkey, addr);
+                        w.wr.ex.imm_data = imm;
+                    }
+                    SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
+                    SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
+                }
+                if let Some(b) = &bind {
+                    wqe::set_bind(w, b);
+                }
+                p.commit();
+                *ssn = ssn.wrapping_add(1);
+            })
         }
     }
-    rc
-}
 
-/// Posts receive WRs into `wq` (a QP's receive queue or an SRQ).
-///
-/// # Safety
-/// The caller holds the lock guarding `wq`; `wr` is the application's valid
-/// WR list; `bad_wr` is non-null.
-pub unsafe fn post_recv_locked(ctx: &Context, wq: &WorkQueue, mut wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
-    let ring = &wq.ring;
-    let mask = ring.mask();
-    let mut rc = 0;
-    let mut prod = ring.producer_index();
-    let mut cons = ring.consumer_index_acquire();
-    while !wr.is_null() {
-        // SAFETY: the application's WR.
-        let w = unsafe { &*wr };
-        if !ring.has_room(prod, &mut cons) {
-            log::warn!("{}: post_recv: receive queue full ({} slots), wr_id {:#x} not posted", ctx.name(), mask, w.wr_id);
-            rc = libc::ENOMEM;
-            break;
-        }
-        if w.num_sge < 0 || w.num_sge as u32 > wq.max_sge {
-            log::error!("{}: post_recv: wr_id {:#x} refused with EINVAL: num_sge {} exceeds max_recv_sge {}", ctx.name(), w.wr_id, w.num_sge, wq.max_sge);
-            rc = libc::EINVAL;
-            break;
-        }
-        // SAFETY: sg_list holds num_sge entries; the slot is ours until published.
-        unsafe { wqe::write_recv(ring.slot(prod).cast(), w.wr_id, wqe::sges(w.sg_list, w.num_sge)) };
-        prod = next_index(prod, mask);
-        wr = w.next;
-    }
-    ring.publish(prod);
-    if rc != 0 {
-        // SAFETY: per contract.
-        unsafe { *bad_wr = wr };
-    }
-    rc
-}
-
-/// `ibv_post_recv`.
-///
-/// # Safety
-/// As for [`post_recv_locked`], but takes the lock itself.
-pub unsafe fn post_recv(qp: &Qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
-    if bad_wr.is_null() {
-        return libc::EINVAL;
-    }
-    // SAFETY: checked non-null.
-    unsafe { *bad_wr = ptr::null_mut() };
-    let Some(rq) = qp.rq.as_ref() else {
-        log::error!("{}: post_recv: this QP receives through an SRQ; use ibv_post_srq_recv", qp.context().name());
-        // SAFETY: checked non-null.
-        unsafe { *bad_wr = wr };
-        return libc::EINVAL;
-    };
-    if wr.is_null() {
-        return libc::EINVAL;
-    }
-    // See IBA C10-97.2.1: no receives in RESET.
-    if qp.vqp.qp_ex.qp_base.state == ibv_qp_state::IBV_QPS_RESET {
-        log::error!("{}: post_recv: QP {:#x} is in RESET; move it to INIT first", qp.context().name(), qp.vqp.qp_ex.qp_base.qp_num);
-        // SAFETY: checked non-null.
-        unsafe { *bad_wr = wr };
-        return libc::EINVAL;
-    }
-    // SAFETY: we hold rq_lock while posting; the rest is forwarded.
-    qp.rq_lock.with(|| unsafe { post_recv_locked(qp.context(), rq, wr, bad_wr) })
-}
-
-// ---- The extended send API (ibv_wr_*). wr_start locks the send queue,
-// builders each take a slot, setters adjust the last one, wr_complete
-// publishes and rings once, wr_abort drops everything since wr_start.
-
-pub fn wr_start(qp: &Qp) {
-    qp.sq_lock.lock();
-    // SAFETY: we now hold sq_lock until wr_complete/wr_abort.
-    let st = unsafe { qp.send_state() };
-    st.err = 0;
-    st.cur = qp.sq.producer_index();
-}
-
-pub fn wr_complete(qp: &Qp) -> c_int {
-    // SAFETY: wr_start took the lock.
-    let st = unsafe { qp.send_state() };
-    let ring = &qp.sq;
-    if st.err != 0 {
-        let err = st.err;
-        qp.sq_lock.unlock();
-        return err;
-    }
-    let posted = st.cur != ring.producer_index();
-    ring.publish(st.cur);
-    qp.sq_lock.unlock();
-    if posted {
-        if let Err(e) = doorbell(qp) {
-            log::error!("{}: wr_complete: doorbell refused with {e}", qp.context().name());
-            return e.0;
+    /// The `ibv_wr_set_*` setters, on the WQE the last builder made; an
+    /// error (or a setter with no WQE) fails the whole batch at wr_complete.
+    ///
+    /// # Safety
+    /// As for `in_batch`; the payload's pointers follow the verbs contract.
+    pub(crate) unsafe fn wr_set(&self, payload: Payload) {
+        // SAFETY: per the contract.
+        unsafe {
+            self.in_batch(|p, _, err| {
+                if err.is_some() {
+                    return;
+                }
+                let Some(slot) = p.last_mut() else {
+                    *err = Some(Errno(libc::EINVAL));
+                    return;
+                };
+                if let Err(e) = payload.apply(slot, &self.limits) {
+                    *err = Some(e);
+                }
+            })
         }
     }
-    0
-}
 
-pub fn wr_abort(qp: &Qp) {
-    qp.sq_lock.unlock();
-}
+    /// `ibv_wr_complete`: publishes the batch and rings once, or, if any
+    /// builder or setter failed, publishes nothing and returns that error.
+    ///
+    /// # Safety
+    /// Ends a batch this thread started with [`Qp::wr_start`].
+    pub(crate) unsafe fn wr_complete(&self) -> Result<()> {
+        let (err, posted) = {
+            // SAFETY: per the contract.
+            let mut sq = unsafe { self.sq.resume() };
+            let SendQueue { ring, batch, .. } = &mut *sq;
+            // SAFETY: we hold the lock; the position is this batch's.
+            let mut producer = unsafe { Producer::resume(ring, batch.producer) };
+            let err = batch.err.take();
+            if err.is_some() {
+                producer.discard();
+            }
+            (err, producer.any())
+            // The producer publishes, then the lock drops.
+        };
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if posted {
+            self.doorbell()?;
+        }
+        Ok(())
+    }
 
-/// Starts a new WQE at the build cursor; `fill` sets the opcode's fields.
-pub fn build(qp: &Qp, opcode: u32, fill: impl FnOnce(&mut rxe_send_wqe)) {
-    // SAFETY: between wr_start and wr_complete we hold the lock.
-    let st = unsafe { qp.send_state() };
-    if st.err != 0 {
-        return;
-    }
-    let ring = &qp.sq;
-    if is_full(st.cur, ring.consumer_index_acquire(), ring.mask()) {
-        st.err = libc::ENOSPC;
-        return;
-    }
-    let wqe = ring.slot(st.cur).cast::<rxe_send_wqe>();
-    // SAFETY: cq_ex fields are the application's per-WR settings; the slot is ours.
-    unsafe {
-        let ex = &*qp.qp_ex();
-        wqe::start_send_wqe(wqe, ex.wr_id, opcode, ex.wr_flags, st.ssn);
-        fill(&mut *wqe);
-    }
-    st.ssn = st.ssn.wrapping_add(1);
-    st.cur = next_index(st.cur, ring.mask());
-}
-
-/// Runs a setter on the WQE the last builder made. A setter's `Err(errno)`
-/// (or a setter with no WQE to set) fails the whole batch at wr_complete.
-pub fn with_last(qp: &Qp, set: impl FnOnce(&mut rxe_send_wqe, &SendLimits) -> core::result::Result<(), c_int>) {
-    // SAFETY: between wr_start and wr_complete we hold the lock.
-    let st = unsafe { qp.send_state() };
-    if st.err != 0 {
-        return;
-    }
-    if st.cur == qp.sq.producer_index() {
-        st.err = libc::EINVAL; // a setter before any builder
-        return;
-    }
-    // SAFETY: the slot was built since wr_start and is not yet published.
-    let wqe = unsafe { &mut *qp.sq.slot(st.cur.wrapping_sub(1)).cast::<rxe_send_wqe>() };
-    if let Err(errno) = set(wqe, &qp.limits) {
-        st.err = errno;
-    }
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sends_need_rts_or_later() {
-        assert!(!state_allows_send(ibv_qp_state::IBV_QPS_RESET));
-        assert!(!state_allows_send(ibv_qp_state::IBV_QPS_INIT));
-        assert!(!state_allows_send(ibv_qp_state::IBV_QPS_RTR));
-        assert!(state_allows_send(ibv_qp_state::IBV_QPS_RTS));
-        assert!(state_allows_send(ibv_qp_state::IBV_QPS_ERR));
+    /// `ibv_wr_abort`: drops everything built since wr_start.
+    ///
+    /// # Safety
+    /// Ends a batch this thread started with [`Qp::wr_start`].
+    pub(crate) unsafe fn wr_abort(&self) {
+        // SAFETY: per the contract.
+        let mut sq = unsafe { self.sq.resume() };
+        let SendQueue { ring, batch, .. } = &mut *sq;
+        // SAFETY: we hold the lock; the position is this batch's.
+        let mut producer = unsafe { Producer::resume(ring, batch.producer) };
+        producer.discard();
     }
 }

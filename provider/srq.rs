@@ -2,87 +2,111 @@
 
 use crate::abi::private::*;
 use crate::abi::sys::*;
-use crate::cmd::{Errno, Result};
+use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::qp::{post_recv_locked, WorkQueue};
+use crate::object::{self, Boxed, Object};
 use crate::queue::{Ring, SpinLock};
+use crate::recv::RecvQueue;
+use crate::wqe::{self, PostError, Refusal};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
+use core::mem::MaybeUninit;
 use core::ptr;
 
 #[repr(C)]
-pub struct Srq {
-    pub vsrq: verbs_srq,
-    lock: SpinLock,
-    /// Replaced on resize, under `lock`.
-    rq: UnsafeCell<Option<WorkQueue>>,
+pub(crate) struct Srq {
+    vsrq: UnsafeCell<verbs_srq>,
+    /// The ring, or why it is gone (a resize whose new ring could not be mapped).
+    rq: SpinLock<core::result::Result<RecvQueue, Errno>>,
 }
 
-// SAFETY: mutable state is behind `lock`.
+// SAFETY: verbs_srq is the first field of a repr(C) struct and ibv_srq its
+// first; handed out by leak().
+unsafe impl Object for Srq {
+    type Raw = ibv_srq;
+    fn raw(&self) -> *mut ibv_srq {
+        self.vsrq.get().cast()
+    }
+}
+// SAFETY: as above.
+unsafe impl Boxed for Srq {}
+
+// SAFETY: our mutable state is behind the lock; vsrq is libibverbs' to
+// synchronize once the SRQ is handed out.
 unsafe impl Sync for Srq {}
 
 impl Srq {
-    /// # Safety
-    /// `srq` must be the `ibv_srq` of a live [`Srq`].
-    pub unsafe fn from_ibv<'a>(srq: *mut ibv_srq) -> &'a Srq {
-        // SAFETY: ibv_srq is at offset 0 of verbs_srq, at offset 0 of Srq.
-        unsafe { &*srq.cast::<Srq>() }
+    fn boxed() -> Result<Box<Srq>> {
+        object::try_box(Srq {
+            // SAFETY: all-zero is a valid verbs_srq.
+            vsrq: UnsafeCell::new(unsafe { core::mem::zeroed() }),
+            rq: SpinLock::new(Err(Errno(libc::ENXIO))),
+        })
     }
 
-    fn ibv_srq(&self) -> *mut ibv_srq {
-        ptr::addr_of!(self.vsrq).cast_mut().cast()
+    /// An SRQ over a heap ring, for host tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(ctx: &Context, ring: Ring, max_sge: u32) -> Box<Srq> {
+        let mut srq = Srq::boxed().unwrap();
+        srq.vsrq.get_mut().srq.context = ctx.raw();
+        *srq.rq.get_mut() = Ok(RecvQueue { ring, max_sge });
+        srq
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_ring<R>(&self, f: impl FnOnce(&Ring) -> R) -> R {
+        f(&self.rq.lock().as_ref().unwrap().ring)
     }
 
     fn context(&self) -> &Context {
         // SAFETY: an SRQ's context outlives it.
-        unsafe { Context::from_ibv(self.vsrq.srq.context) }
+        unsafe { Context::from_raw((*self.raw()).context) }
     }
 }
 
-fn boxed() -> Box<Srq> {
-    Box::new(Srq {
-        // SAFETY: all-zero is a valid verbs_srq.
-        vsrq: unsafe { core::mem::zeroed() },
-        lock: SpinLock::default(),
-        rq: UnsafeCell::new(None),
-    })
+/// Maps a receive ring, checking each slot holds `max_sge` SGEs. Logs
+/// nothing: it may run under the lock.
+fn map_ring(ctx: &Context, mi: &mminfo, max_sge: u32) -> core::result::Result<RecvQueue, (Errno, &'static str)> {
+    let ring = Ring::map(ctx.cmd_fd(), mi).map_err(|e| (e, "mapping the receive ring failed; the SRQ can no longer be posted to"))?;
+    if (ring.elem_size() as u64) < wqe::recv_slot_needed(max_sge) {
+        return Err((Errno(libc::EINVAL), "receive slots are smaller than the granted max_sge needs"));
+    }
+    Ok(RecvQueue { ring, max_sge })
 }
 
-fn finish(ctx: &Context, srq: Box<Srq>, mi: &mminfo, max_sge: u32) -> Result<*mut ibv_srq> {
-    match Ring::map(ctx.cmd_fd(), mi) {
-        Ok(ring) => {
-            // SAFETY: not shared yet.
-            unsafe { *srq.rq.get() = Some(WorkQueue { ring, max_sge }) };
-            Ok(Box::leak(srq).ibv_srq())
+fn finish(ctx: &Context, mut srq: Box<Srq>, mi: &mminfo, max_sge: u32) -> Result<Box<Srq>> {
+    match map_ring(ctx, mi, max_sge) {
+        Ok(rq) => {
+            *srq.rq.get_mut() = Ok(rq);
+            Ok(srq)
         }
-        Err(e) => {
-            log::error!("{}: create_srq: mapping the receive ring failed: {e}", ctx.name());
-            // SAFETY: the kernel SRQ exists, unused.
-            unsafe { ibv_cmd_destroy_srq(srq.ibv_srq()) };
+        Err((e, why)) => {
+            log::error!("{}: create_srq: {why} ({e}); the SRQ is destroyed", ctx.name());
+            // SAFETY: the kernel SRQ exists and nothing uses it.
+            let _ = unsafe { ibv_cmd_destroy_srq(srq.raw()) };
             Err(e)
         }
     }
 }
 
-/// `ibv_create_srq`.
+/// `ibv_create_srq`; the caller hands the result out with [`Boxed::leak`].
 ///
 /// # Safety
-/// `pd`, `attr` are the application's, valid.
-pub unsafe fn create(ctx: &mut Context, pd: *mut ibv_pd, attr: *mut ibv_srq_init_attr) -> Result<*mut ibv_srq> {
-    let mut srq = boxed();
-    let mut cmd = LegacyCmd::<ib_uverbs_create_srq> { hdr: Default::default(), core: Default::default() };
+/// `pd` and `attr` are the application's, valid.
+pub(crate) unsafe fn create(ctx: &Context, pd: *mut ibv_pd, attr: *mut ibv_srq_init_attr) -> Result<Box<Srq>> {
+    let srq = Srq::boxed()?;
+    let mut cmd = MaybeUninit::<LegacyCmd<ib_uverbs_create_srq>>::zeroed();
     let mut resp = DrvResp::<ib_uverbs_create_srq_resp, rxe_create_srq_resp>::default();
-    // SAFETY: per contract; srq is heap-pinned for the kernel's user_handle.
-    let ret = unsafe {
-        ibv_cmd_create_srq(pd, &mut srq.vsrq.srq, attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
-    };
-    if ret != 0 {
-        // SAFETY: per contract.
+    // SAFETY: per the contract; srq is heap-pinned for the kernel's user_handle.
+    cmd::checked(unsafe {
+        ibv_cmd_create_srq(pd, srq.raw(), attr, cmd.as_mut_ptr().cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
+    })
+    .inspect_err(|e| {
+        // SAFETY: per the contract.
         let a = unsafe { (*attr).attr };
-        log::error!("{}: create_srq: max_wr {} max_sge {} refused with {}", ctx.name(), a.max_wr, a.max_sge, Errno(ret));
-        return Err(Errno(ret));
-    }
-    // SAFETY: per contract.
+        log::error!("{}: create_srq: max_wr {} max_sge {} refused with {e}", ctx.name(), a.max_wr, a.max_sge)
+    })?;
+    // SAFETY: per the contract; the helper wrote back the granted limits.
     finish(ctx, srq, &resp.drv.mi, unsafe { (*attr).attr.max_sge })
 }
 
@@ -90,101 +114,93 @@ pub unsafe fn create(ctx: &mut Context, pd: *mut ibv_pd, attr: *mut ibv_srq_init
 ///
 /// # Safety
 /// `attr` is the application's, valid.
-pub unsafe fn create_ex(ctx: &mut Context, attr: *mut ibv_srq_init_attr_ex) -> Result<*mut ibv_srq> {
-    let mut srq = boxed();
-    let mut cmd = LegacyCmd::<ib_uverbs_create_xsrq> { hdr: Default::default(), core: Default::default() };
+pub(crate) unsafe fn create_ex(ctx: &Context, attr: *mut ibv_srq_init_attr_ex) -> Result<Box<Srq>> {
+    let srq = Srq::boxed()?;
+    let mut cmd = MaybeUninit::<LegacyCmd<ib_uverbs_create_xsrq>>::zeroed();
     let mut resp = DrvResp::<ib_uverbs_create_srq_resp, rxe_create_srq_resp>::default();
     // SAFETY: as in create().
-    let ret = unsafe {
-        ibv_cmd_create_srq_ex(ctx.ibv_context(), &mut srq.vsrq, attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
-    };
-    if ret != 0 {
-        log::error!("{}: create_srq_ex: refused with {}", ctx.name(), Errno(ret));
-        return Err(Errno(ret));
-    }
-    // SAFETY: per contract.
+    cmd::checked(unsafe {
+        ibv_cmd_create_srq_ex(ctx.raw(), srq.vsrq.get(), attr, cmd.as_mut_ptr().cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
+    })
+    .inspect_err(|e| log::error!("{}: create_srq_ex: refused with {e}", ctx.name()))?;
+    // SAFETY: per the contract.
     finish(ctx, srq, &resp.drv.mi, unsafe { (*attr).attr.max_sge })
-}
-
-/// `ibv_modify_srq`: a new max_wr makes the kernel hand us a new ring.
-pub fn modify(srq: &Srq, attr: *mut ibv_srq_attr, mask: c_int) -> Result<()> {
-    #[repr(C)]
-    struct ModifySrq {
-        core: LegacyCmd<ib_uverbs_modify_srq>,
-        drv: rxe_modify_srq_cmd,
-    }
-    let resize = mask & ibv_srq_attr_mask::IBV_SRQ_MAX_WR as c_int != 0;
-    let run = || {
-        let mut mi = mminfo::default();
-        let mut cmd = ModifySrq {
-            core: LegacyCmd { hdr: Default::default(), core: Default::default() },
-            drv: rxe_modify_srq_cmd { mmap_info_addr: ptr::addr_of_mut!(mi) as u64 },
-        };
-        // SAFETY: srq is live; buffers are ours; the kernel writes mi.
-        let ret = unsafe { ibv_cmd_modify_srq(srq.ibv_srq(), attr, mask, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) };
-        if ret != 0 {
-            log::error!("{}: modify_srq: attr_mask {mask:#x} refused with {}", srq.context().name(), Errno(ret));
-            return Err(Errno(ret));
-        }
-        if resize {
-            // SAFETY: we hold the lock (resize path); the old ring is unmapped on replace.
-            let rq = unsafe { &mut *srq.rq.get() };
-            let max_sge = rq.as_ref().map_or(0, |w| w.max_sge);
-            match Ring::map(srq.context().cmd_fd(), &mi) {
-                Ok(ring) => *rq = Some(WorkQueue { ring, max_sge }),
-                Err(e) => {
-                    log::error!("{}: modify_srq: mapping the resized ring failed: {e}; the SRQ can no longer be posted to", srq.context().name());
-                    *rq = None;
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
-    };
-    if resize {
-        srq.lock.with(run)
-    } else {
-        run()
-    }
-}
-
-/// `ibv_query_srq`.
-pub fn query(srq: &Srq, attr: *mut ibv_srq_attr) -> Result<()> {
-    let mut cmd = LegacyCmd::<ib_uverbs_query_srq> { hdr: Default::default(), core: Default::default() };
-    // SAFETY: srq is live; the application's attr.
-    let ret = unsafe { ibv_cmd_query_srq(srq.ibv_srq(), attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) };
-    crate::cmd::helper_result(ret)
 }
 
 /// `ibv_destroy_srq`.
 ///
 /// # Safety
-/// `srq` is not used afterwards on success.
-pub unsafe fn destroy(srq: *mut ibv_srq) -> Result<()> {
-    // SAFETY: forwarded; leaked from a Box<Srq> in finish().
-    unsafe { crate::cmd::destroy_boxed::<Srq, _>(srq, ibv_cmd_destroy_srq) }
+/// `srq` came from create/create_ex via leak; on success nobody uses it again.
+pub(crate) unsafe fn destroy(srq: *mut ibv_srq) -> Result<()> {
+    // SAFETY: per the contract.
+    unsafe { object::destroy::<Srq>(srq, |s| cmd::checked(ibv_cmd_destroy_srq(s.raw()))) }
 }
 
-/// `ibv_post_srq_recv`.
-///
-/// # Safety
-/// `wr` is the application's valid WR list.
-pub unsafe fn post_recv(srq: &Srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
-    if bad_wr.is_null() {
-        return libc::EINVAL;
-    }
-    // SAFETY: checked non-null.
-    unsafe { *bad_wr = ptr::null_mut() };
-    srq.lock.with(|| {
-        // SAFETY: we hold the lock, under which alone a resize replaces the ring.
-        match unsafe { &*srq.rq.get() } {
-            // SAFETY: lock held; the rest is forwarded.
-            Some(wq) => unsafe { post_recv_locked(srq.context(), wq, wr, bad_wr) },
-            None => {
-                // SAFETY: checked non-null.
-                unsafe { *bad_wr = wr };
-                libc::EINVAL
-            }
+impl Srq {
+    /// `ibv_modify_srq`: a new max_wr makes the kernel hand us a new ring,
+    /// which we map under the lock so no post sees the old one half-gone.
+    pub(crate) fn modify(&self, attr: *mut ibv_srq_attr, mask: c_int) -> Result<()> {
+        #[repr(C)]
+        struct ModifySrq {
+            core: LegacyCmd<ib_uverbs_modify_srq>,
+            drv: rxe_modify_srq_cmd,
         }
-    })
+        let command = || -> Result<mminfo> {
+            let mut mi = mminfo::default();
+            let mut cmd = ModifySrq {
+                core: LegacyCmd { hdr: Default::default(), core: Default::default() },
+                drv: rxe_modify_srq_cmd { mmap_info_addr: ptr::addr_of_mut!(mi) as u64 },
+            };
+            // SAFETY: the SRQ is live; the buffers are ours; the kernel writes mi.
+            cmd::checked(unsafe { ibv_cmd_modify_srq(self.raw(), attr, mask, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd)) })?;
+            Ok(mi)
+        };
+        let outcome = if mask & ibv_srq_attr_mask::IBV_SRQ_MAX_WR as c_int != 0 {
+            let mut rq = self.rq.lock();
+            // A resize keeps the SGE limit.
+            let max_sge = rq.as_ref().map_or(0, |q| q.max_sge);
+            command().map_err(|e| (e, "refused by the kernel")).and_then(|mi| {
+                let new = map_ring(self.context(), &mi, max_sge);
+                let res = new.as_ref().map(|_| ()).map_err(|&(e, why)| (e, why));
+                *rq = new.map_err(|(e, _)| e);
+                res
+            })
+        } else {
+            command().map(|_| ()).map_err(|e| (e, "refused by the kernel"))
+        };
+        outcome.map_err(|(e, why)| {
+            log::error!("{}: modify_srq: attr_mask {mask:#x}: {why} ({e})", self.context().name());
+            e
+        })
+    }
+
+    /// `ibv_query_srq`.
+    pub(crate) fn query(&self, attr: *mut ibv_srq_attr) -> Result<()> {
+        let mut cmd = MaybeUninit::<LegacyCmd<ib_uverbs_query_srq>>::zeroed();
+        // SAFETY: the SRQ is live; the application's attr.
+        cmd::checked(unsafe { ibv_cmd_query_srq(self.raw(), attr, cmd.as_mut_ptr().cast(), size_of_val(&cmd)) })
+    }
+
+    /// `ibv_post_srq_recv`.
+    ///
+    /// # Safety
+    /// `wr` is the application's valid WR list.
+    pub(crate) unsafe fn post_recv(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+        let res = match &mut *self.rq.lock() {
+            // SAFETY: forwarded contract; the guard drops before we log.
+            Ok(q) => unsafe { q.post(wr) },
+            Err(_) => Err((Refusal::NoRing, wr)),
+        };
+        res.map_err(|(r, bad)| {
+            let wr_id = if bad.is_null() {
+                0
+            } else {
+                // SAFETY: a WR of the application's list.
+                unsafe { (*bad).wr_id }
+            };
+            let level = if matches!(r, Refusal::QueueFull { .. }) { log::Level::Warn } else { log::Level::Error };
+            log::log!(level, "{}: post_srq_recv: wr_id {wr_id:#x} refused with {}: {r}", self.context().name(), r.errno().name());
+            PostError { errno: r.errno(), bad }
+        })
+    }
 }

@@ -1,23 +1,142 @@
-//! Building the work queue entries the kernel reads from our rings: pure
-//! functions from verbs work requests to `rxe_send_wqe` / `rxe_recv_wqe`.
+//! The work queue entries the kernel reads from our rings: checks of verbs
+//! work requests, and builders that write `rxe_send_wqe` / `rxe_recv_wqe`
+//! into a slot given as a byte slice, so no builder can write past its slot.
 
 use crate::abi::sys::*;
 use crate::cmd::Errno;
-use core::mem::{offset_of, size_of};
-use core::ptr;
+use core::fmt;
+use core::mem::{align_of, offset_of, size_of};
 
 use ibv_wr_opcode as op;
 
-/// What a send queue accepts, fixed at QP creation.
+/// Bytes of slot a send WQE header occupies, before its SGEs or inline data.
+pub(crate) const SEND_HEADER: usize = offset_of!(rxe_send_wqe, dma) + offset_of!(rxe_dma_info, __bindgen_anon_1);
+/// Likewise for receive WQEs.
+pub(crate) const RECV_HEADER: usize = offset_of!(rxe_recv_wqe, dma) + offset_of!(rxe_dma_info, __bindgen_anon_1);
+const SGE: usize = size_of::<rxe_sge>();
+
+// The kernel reads our SGE lists as rxe_sge; verbs hands us ibv_sge.
+const _: () = assert!(size_of::<rxe_sge>() == size_of::<ibv_sge>());
+const _: () = assert!(offset_of!(rxe_sge, length) == offset_of!(ibv_sge, length));
+const _: () = assert!(offset_of!(rxe_sge, lkey) == offset_of!(ibv_sge, lkey));
+const _: () = assert!(size_of::<rxe_send_wqe>() <= SEND_HEADER && size_of::<rxe_recv_wqe>() <= RECV_HEADER);
+
+/// What a send queue accepts, fixed at QP creation from what the kernel granted.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SendLimits {
+pub(crate) struct SendLimits {
     pub max_sge: u32,
     pub max_inline: u32,
     pub qp_type: ibv_qp_type::Type,
 }
 
+/// Slot bytes a send queue with these limits needs: the kernel sizes each
+/// slot for the larger of the SGE list and the inline data.
+pub(crate) fn send_slot_needed(max_sge: u32, max_inline: u32) -> u64 {
+    SEND_HEADER as u64 + (max_sge as u64 * SGE as u64).max(max_inline as u64)
+}
+
+/// Slot bytes a receive queue with `max_sge` SGEs needs.
+pub(crate) fn recv_slot_needed(max_sge: u32) -> u64 {
+    RECV_HEADER as u64 + max_sge as u64 * SGE as u64
+}
+
+/// Why a work request was refused. Carries numbers, not text, so refusing
+/// allocates nothing; the log line is written from it after the queue lock
+/// is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    TooManySges { num_sge: i32, max: u32 },
+    NullSgList { num_sge: i32 },
+    UnknownOpcode(u32),
+    OpcodeNotForTransport { opcode: u32, qp_type: u32 },
+    LengthOverflow,
+    AtomicMisaligned { length: u32, remote: u64 },
+    InlineTooLong { length: u64, max: u32 },
+    BindMwExtras,
+    BindMwNoWindow,
+    BindMwWithoutMr { length: u64 },
+    UdWithoutAh,
+    QueueFull { slots: u32 },
+    QpState(u32),
+    RecvThroughSrq,
+    RecvInReset,
+    NoRing,
+}
+
+impl Refusal {
+    pub(crate) fn errno(self) -> Errno {
+        Errno(match self {
+            Refusal::QueueFull { .. } => libc::ENOMEM,
+            _ => libc::EINVAL,
+        })
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Refusal::TooManySges { num_sge, max } => write!(f, "num_sge {num_sge} is outside 0..={max}, the QP's limit"),
+            Refusal::NullSgList { num_sge } => write!(f, "sg_list is NULL but num_sge is {num_sge}"),
+            Refusal::UnknownOpcode(o) => write!(f, "opcode {o} is not one rxe executes"),
+            Refusal::OpcodeNotForTransport { opcode, qp_type } => {
+                write!(f, "opcode {opcode} is not allowed on a {} QP", qp_type_name(qp_type))
+            }
+            Refusal::LengthOverflow => write!(f, "the SGE lengths add up to more than 4 GiB"),
+            Refusal::AtomicMisaligned { length, remote } => write!(
+                f,
+                "atomic needs an 8-byte local buffer and an 8-byte aligned remote address (length {length}, remote {remote:#x})"
+            ),
+            Refusal::InlineTooLong { length, max } => write!(f, "inline data of {length} bytes exceeds the QP's max_inline_data {max}"),
+            Refusal::BindMwExtras => write!(f, "BIND_MW takes no SGEs and no immediate data"),
+            Refusal::BindMwNoWindow => write!(f, "BIND_MW names no memory window"),
+            Refusal::BindMwWithoutMr { length } => write!(f, "BIND_MW of {length} bytes names no MR (only an unbind, length 0, may)"),
+            Refusal::UdWithoutAh => write!(f, "UD send has no address handle"),
+            Refusal::QueueFull { slots } => write!(f, "queue full ({slots} slots)"),
+            Refusal::QpState(s) => write!(f, "QP is in state {}; sends need RTS (or SQD, SQE, ERR)", qp_state_name(s)),
+            Refusal::RecvThroughSrq => write!(f, "this QP receives through an SRQ; use ibv_post_srq_recv"),
+            Refusal::RecvInReset => write!(f, "QP is in RESET; move it to INIT first"),
+            Refusal::NoRing => write!(f, "the queue's ring is gone after a failed resize"),
+        }
+    }
+}
+
+/// A refused post: the errno, and the WR the application gets back as
+/// `bad_wr` (null when the failure belongs to no single WR).
+pub(crate) struct PostError<W> {
+    pub errno: Errno,
+    pub bad: *mut W,
+}
+
+impl<W> fmt::Debug for PostError<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} at {:p}", self.errno, self.bad)
+    }
+}
+
+pub(crate) fn qp_type_name(t: u32) -> &'static str {
+    match t {
+        ibv_qp_type::IBV_QPT_RC => "RC",
+        ibv_qp_type::IBV_QPT_UC => "UC",
+        ibv_qp_type::IBV_QPT_UD => "UD",
+        _ => "non-RC/UC/UD",
+    }
+}
+
+pub(crate) fn qp_state_name(state: u32) -> &'static str {
+    match state {
+        ibv_qp_state::IBV_QPS_RESET => "RESET",
+        ibv_qp_state::IBV_QPS_INIT => "INIT",
+        ibv_qp_state::IBV_QPS_RTR => "RTR",
+        ibv_qp_state::IBV_QPS_RTS => "RTS",
+        ibv_qp_state::IBV_QPS_SQD => "SQD",
+        ibv_qp_state::IBV_QPS_SQE => "SQE",
+        ibv_qp_state::IBV_QPS_ERR => "ERR",
+        _ => "unknown",
+    }
+}
+
 /// Opcodes the kernel's rxe executes (6.1 has no ATOMIC_WRITE or TSO).
-pub fn opcode_known(opcode: ibv_wr_opcode::Type) -> bool {
+fn opcode_known(opcode: u32) -> bool {
     matches!(
         opcode,
         op::IBV_WR_RDMA_WRITE
@@ -33,176 +152,336 @@ pub fn opcode_known(opcode: ibv_wr_opcode::Type) -> bool {
     )
 }
 
-fn is_atomic(opcode: ibv_wr_opcode::Type) -> bool {
+fn is_atomic(opcode: u32) -> bool {
     matches!(opcode, op::IBV_WR_ATOMIC_CMP_AND_SWP | op::IBV_WR_ATOMIC_FETCH_AND_ADD)
 }
 
-/// The SGEs of a work request.
+/// The SGE list of a work request, after checking its count and pointer.
 ///
 /// # Safety
-/// `sg_list` must hold `num_sge` entries when `num_sge > 0`.
-pub unsafe fn sges<'a>(sg_list: *const ibv_sge, num_sge: i32) -> &'a [ibv_sge] {
-    if num_sge <= 0 || sg_list.is_null() {
-        &[]
-    } else {
-        // SAFETY: per contract.
-        unsafe { core::slice::from_raw_parts(sg_list, num_sge as usize) }
+/// When `sg_list` is non-null it must hold `num_sge` readable entries (the
+/// verbs API's contract with the application).
+pub(crate) unsafe fn sge_list<'a>(sg_list: *const ibv_sge, num_sge: i32, max_sge: u32) -> Result<&'a [ibv_sge], Refusal> {
+    if num_sge < 0 || num_sge as u32 > max_sge {
+        return Err(Refusal::TooManySges { num_sge, max: max_sge });
+    }
+    if num_sge == 0 {
+        return Ok(&[]);
+    }
+    if sg_list.is_null() {
+        return Err(Refusal::NullSgList { num_sge });
+    }
+    // SAFETY: non-null with num_sge entries, per the contract.
+    Ok(unsafe { core::slice::from_raw_parts(sg_list, num_sge as usize) })
+}
+
+/// Where a UD send goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct UdAddress {
+    pub remote_qpn: u32,
+    pub remote_qkey: u32,
+    pub ah_num: u32,
+}
+
+/// The parts of a memory-window bind the WQE carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MwBind {
+    pub addr: u64,
+    pub length: u64,
+    pub mr_lkey: u32,
+    pub mw_rkey: u32,
+    pub rkey: u32,
+    pub access: u32,
+}
+
+impl MwBind {
+    /// Reads a bind description. An unbind (length 0) needs no MR; the kernel
+    /// accepts a zero-length bind without one.
+    ///
+    /// # Safety
+    /// `mw` and `info.mr`, when non-null, point to live verbs objects.
+    pub(crate) unsafe fn from_verbs(mw: *const ibv_mw, rkey: u32, info: &ibv_mw_bind_info) -> Result<MwBind, Refusal> {
+        if mw.is_null() {
+            return Err(Refusal::BindMwNoWindow);
+        }
+        let mr_lkey = if info.mr.is_null() {
+            if info.length != 0 {
+                return Err(Refusal::BindMwWithoutMr { length: info.length });
+            }
+            0
+        } else {
+            // SAFETY: a live MR, per the contract.
+            unsafe { (*info.mr).lkey }
+        };
+        Ok(MwBind {
+            addr: info.addr,
+            length: info.length,
+            mr_lkey,
+            // SAFETY: a live window, per the contract.
+            mw_rkey: unsafe { (*mw).rkey },
+            rkey,
+            access: info.mw_access_flags,
+        })
     }
 }
 
-/// Checks a send WR as librxe does, returning its total length, with the
-/// reason for a refusal.
-pub fn validate_send(wr: &ibv_send_wr, sges: &[ibv_sge], lim: &SendLimits) -> core::result::Result<u32, (Errno, String)> {
-    let einval = |why: String| Err((Errno(libc::EINVAL), why));
-    if wr.num_sge < 0 || wr.num_sge as u32 > lim.max_sge {
-        return einval(format!("num_sge {} exceeds the QP's max_send_sge {}", wr.num_sge, lim.max_sge));
-    }
+/// A send WR that passed every check: what the builder needs.
+pub(crate) struct CheckedSend<'a> {
+    pub sges: &'a [ibv_sge],
+    pub length: u32,
+    pub inline: bool,
+    pub bind: Option<MwBind>,
+}
+
+/// Checks a send WR as librxe does, plus the checks librxe lacks (NULL
+/// lists, length wrap, opcodes the transport forbids, unbinds without an MR).
+/// `ud` must be Some for UD QPs; it is looked up by the caller from the AH.
+///
+/// # Safety
+/// The WR's pointers (sg_list; for BIND_MW the window and MR) follow the
+/// verbs API's contract.
+pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Result<CheckedSend<'a>, Refusal> {
+    // SAFETY: per the contract.
+    let sges = unsafe { sge_list(wr.sg_list, wr.num_sge, lim.max_sge) }?;
     if !opcode_known(wr.opcode) {
-        return einval(format!("opcode {} is not one rxe executes", wr.opcode));
+        return Err(Refusal::UnknownOpcode(wr.opcode));
     }
-    let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
+    if lim.qp_type == ibv_qp_type::IBV_QPT_UD && !matches!(wr.opcode, op::IBV_WR_SEND | op::IBV_WR_SEND_WITH_IMM) {
+        return Err(Refusal::OpcodeNotForTransport { opcode: wr.opcode, qp_type: lim.qp_type });
+    }
+    let total: u64 = sges.iter().map(|s| s.length as u64).sum();
+    let inline = wr.send_flags & ibv_send_flags::IBV_SEND_INLINE != 0;
+    if inline && total > lim.max_inline as u64 {
+        return Err(Refusal::InlineTooLong { length: total, max: lim.max_inline });
+    }
+    let length = u32::try_from(total).map_err(|_| Refusal::LengthOverflow)?;
     if is_atomic(wr.opcode) {
-        // SAFETY: reading the atomic arm of the union the opcode selects.
+        // SAFETY: reading the atomic arm of the union the opcode selects (plain integers).
         let remote = unsafe { wr.wr.atomic.remote_addr };
         if length < 8 || remote & 7 != 0 {
-            return einval(format!("atomic needs an 8-byte local buffer and an 8-byte aligned remote address (length {length}, remote {remote:#x})"));
+            return Err(Refusal::AtomicMisaligned { length, remote });
         }
     }
-    if wr.send_flags & ibv_send_flags::IBV_SEND_INLINE != 0 && length > lim.max_inline {
-        return einval(format!("inline data of {length} bytes exceeds the QP's max_inline_data {}", lim.max_inline));
-    }
+    let mut bind = None;
     if wr.opcode == op::IBV_WR_BIND_MW {
         // SAFETY: imm_data shares its union with invalidate_rkey; any bits are valid.
         let imm = unsafe { wr.__bindgen_anon_1.imm_data };
         if length != 0 || wr.num_sge != 0 || imm != 0 {
-            return einval("BIND_MW takes no SGEs and no immediate data".into());
+            return Err(Refusal::BindMwExtras);
         }
         if lim.qp_type != ibv_qp_type::IBV_QPT_RC && lim.qp_type != ibv_qp_type::IBV_QPT_UC {
-            return einval("BIND_MW needs an RC or UC QP".into());
+            return Err(Refusal::OpcodeNotForTransport { opcode: wr.opcode, qp_type: lim.qp_type });
         }
+        // SAFETY: the bind arm of the union the opcode selects; pointers per the contract.
+        let b = unsafe { &wr.__bindgen_anon_2.bind_mw };
+        // SAFETY: per the contract.
+        bind = Some(unsafe { MwBind::from_verbs(b.mw, b.rkey, &b.bind_info) }?);
     }
-    Ok(length)
+    Ok(CheckedSend { sges, length, inline, bind })
 }
 
-/// Where a send WQE's SGEs or inline data start.
-pub fn send_payload(wqe: *mut rxe_send_wqe) -> *mut u8 {
-    wqe.cast::<u8>().wrapping_add(offset_of!(rxe_send_wqe, dma) + offset_of!(rxe_dma_info, __bindgen_anon_1))
+/// The WQE header at the start of a send slot.
+fn send_header(slot: &mut [u8]) -> &mut rxe_send_wqe {
+    assert!(slot.len() >= SEND_HEADER && slot.as_ptr() as usize % align_of::<rxe_send_wqe>() == 0);
+    // SAFETY: long and aligned enough (checked); every bit pattern is a valid
+    // rxe_send_wqe (integers only), and the borrow is tied to the slot's.
+    unsafe { &mut *slot.as_mut_ptr().cast::<rxe_send_wqe>() }
 }
 
-/// Bytes of slot a send WQE header occupies, before its payload.
-pub const SEND_HEADER: usize = offset_of!(rxe_send_wqe, dma) + offset_of!(rxe_dma_info, __bindgen_anon_1);
-pub const RECV_HEADER: usize = offset_of!(rxe_recv_wqe, dma) + offset_of!(rxe_dma_info, __bindgen_anon_1);
+/// The WQE header of a send slot written earlier (for the extended API's setters).
+pub(crate) fn send_wqe(slot: &mut [u8]) -> &mut rxe_send_wqe {
+    send_header(slot)
+}
 
-/// Zeroes a WQE header and fills what every opcode carries.
+/// Zeroes a send slot's header and fills what every opcode carries.
+pub(crate) fn start_send(slot: &mut [u8], wr_id: u64, opcode: u32, send_flags: u32, ssn: u32) -> &mut rxe_send_wqe {
+    slot[..SEND_HEADER].fill(0);
+    let w = send_header(slot);
+    w.wr.wr_id = wr_id;
+    w.wr.opcode = opcode;
+    w.wr.send_flags = send_flags;
+    w.ssn = ssn;
+    w
+}
+
+pub(crate) fn set_rdma(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64) {
+    w.wr.wr.rdma = rxe_send_wr__bindgen_ty_2__bindgen_ty_1 { remote_addr, rkey, reserved: 0 };
+    w.iova = remote_addr;
+}
+
+pub(crate) fn set_atomic(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64, compare_add: u64, swap: u64) {
+    w.wr.wr.atomic = rxe_send_wr__bindgen_ty_2__bindgen_ty_2 { remote_addr, compare_add, swap, rkey, reserved: 0 };
+    w.iova = remote_addr;
+}
+
+pub(crate) fn set_bind(w: &mut rxe_send_wqe, b: &MwBind) {
+    w.wr.wr.mw = rxe_send_wr__bindgen_ty_2__bindgen_ty_4 {
+        addr: b.addr,
+        length: b.length,
+        mr_lkey: b.mr_lkey,
+        mw_rkey: b.mw_rkey,
+        rkey: b.rkey,
+        access: b.access,
+    };
+}
+
+pub(crate) fn set_ud(w: &mut rxe_send_wqe, ud: UdAddress) {
+    // Writing union fields is safe: plain integers into the ud arm.
+    w.wr.wr.ud.remote_qpn = ud.remote_qpn;
+    w.wr.wr.ud.remote_qkey = ud.remote_qkey;
+    w.wr.wr.ud.ah_num = ud.ah_num;
+}
+
+fn set_length(slot: &mut [u8], length: u32, num_sge: u32) {
+    let dma = &mut send_header(slot).dma;
+    dma.length = length;
+    dma.resid = length;
+    dma.num_sge = num_sge;
+}
+
+fn sge_bytes(sges: &[ibv_sge]) -> &[u8] {
+    // SAFETY: ibv_sge is plain integers without padding (16 bytes), so its
+    // bytes are initialized; the view lives as long as the borrow.
+    unsafe { core::slice::from_raw_parts(sges.as_ptr().cast::<u8>(), core::mem::size_of_val(sges)) }
+}
+
+/// Fills a send slot from a checked WR.
 ///
 /// # Safety
-/// `wqe` must point to a slot of at least `SEND_HEADER` bytes.
-pub unsafe fn start_send_wqe(wqe: *mut rxe_send_wqe, wr_id: u64, opcode: u32, send_flags: u32, ssn: u32) {
-    // SAFETY: per contract; all-zero is a valid header.
-    unsafe {
-        ptr::write_bytes(wqe.cast::<u8>(), 0, SEND_HEADER);
-        (*wqe).wr.wr_id = wr_id;
-        (*wqe).wr.opcode = opcode;
-        (*wqe).wr.send_flags = send_flags;
-        (*wqe).ssn = ssn;
+/// For inline WRs, each SGE's `addr` must point to `length` readable bytes
+/// (the verbs API's contract for IBV_SEND_INLINE).
+pub(crate) unsafe fn write_send(slot: &mut [u8], wr: &ibv_send_wr, c: &CheckedSend<'_>, ud: Option<UdAddress>, ssn: u32) {
+    let w = start_send(slot, wr.wr_id, wr.opcode, wr.send_flags, ssn);
+    // SAFETY (union reads below): each reads the arm the opcode selects; all are plain integers.
+    match wr.opcode {
+        op::IBV_WR_SEND_WITH_IMM | op::IBV_WR_RDMA_WRITE_WITH_IMM => {
+            // SAFETY: see above.
+            w.wr.ex.imm_data = unsafe { wr.__bindgen_anon_1.imm_data };
+        }
+        op::IBV_WR_SEND_WITH_INV | op::IBV_WR_LOCAL_INV => {
+            // SAFETY: see above.
+            w.wr.ex.invalidate_rkey = unsafe { wr.__bindgen_anon_1.invalidate_rkey };
+        }
+        _ => {}
+    }
+    match wr.opcode {
+        op::IBV_WR_RDMA_WRITE | op::IBV_WR_RDMA_WRITE_WITH_IMM | op::IBV_WR_RDMA_READ => {
+            // SAFETY: see above.
+            let r = unsafe { wr.wr.rdma };
+            set_rdma(w, r.rkey, r.remote_addr);
+        }
+        op::IBV_WR_ATOMIC_CMP_AND_SWP | op::IBV_WR_ATOMIC_FETCH_AND_ADD => {
+            // SAFETY: see above.
+            let a = unsafe { wr.wr.atomic };
+            set_atomic(w, a.rkey, a.remote_addr, a.compare_add, a.swap);
+        }
+        _ => {}
+    }
+    if let Some(b) = &c.bind {
+        set_bind(w, b);
+    }
+    if let Some(ud) = ud {
+        set_ud(w, ud);
+    }
+    let payload = &mut slot[SEND_HEADER..];
+    if c.inline {
+        let mut at = 0;
+        for s in c.sges {
+            let len = s.length as usize;
+            // SAFETY: readable per the contract.
+            let src = unsafe { core::slice::from_raw_parts(s.addr as usize as *const u8, len) };
+            payload[at..at + len].copy_from_slice(src);
+            at += len;
+        }
+    } else {
+        let bytes = sge_bytes(c.sges);
+        payload[..bytes.len()].copy_from_slice(bytes);
+    }
+    set_length(slot, c.length, c.sges.len() as u32);
+}
+
+/// `ibv_wr_set_sge`: one SGE; a zero length means no data, as in librxe.
+pub(crate) fn set_sge(slot: &mut [u8], lkey: u32, addr: u64, length: u32) {
+    if length != 0 {
+        let sge = [ibv_sge { addr, length, lkey }];
+        slot[SEND_HEADER..SEND_HEADER + SGE].copy_from_slice(sge_bytes(&sge));
+        set_length(slot, length, 1);
     }
 }
 
-/// Fills a send WQE from a validated WR.
+/// `ibv_wr_set_sge_list`. Errors are the errno the batch fails with.
+pub(crate) fn set_sge_list(slot: &mut [u8], sges: &[ibv_sge], lim: &SendLimits) -> Result<(), Errno> {
+    if sges.len() > lim.max_sge as usize {
+        return Err(Errno(libc::ENOSPC));
+    }
+    let total: u64 = sges.iter().map(|s| s.length as u64).sum();
+    let length = u32::try_from(total).map_err(|_| Errno(libc::EINVAL))?;
+    let bytes = sge_bytes(sges);
+    slot[SEND_HEADER..SEND_HEADER + bytes.len()].copy_from_slice(bytes);
+    set_length(slot, length, sges.len() as u32);
+    Ok(())
+}
+
+/// `ibv_wr_set_inline_data_list` (and, with one buffer, `ibv_wr_set_inline_data`).
+/// The running total is checked before each copy, so lengths that would wrap
+/// a sum are refused like any other excess.
 ///
 /// # Safety
-/// `wqe` is a slot big enough for the QP's max SGEs / inline data; `wr` was
-/// validated against the same limits; inline SGE addresses are readable.
-pub unsafe fn write_send(wqe: *mut rxe_send_wqe, wr: &ibv_send_wr, sges: &[ibv_sge], length: u32, ud: Option<(u32, u32, u32)>, ssn: u32) {
-    // SAFETY: per contract; each union arm read is the one the opcode selects.
-    unsafe {
-        start_send_wqe(wqe, wr.wr_id, wr.opcode, wr.send_flags, ssn);
-        let k = &mut (*wqe).wr;
-        k.ex.imm_data = wr.__bindgen_anon_1.imm_data;
-        match wr.opcode {
-            op::IBV_WR_RDMA_WRITE | op::IBV_WR_RDMA_WRITE_WITH_IMM | op::IBV_WR_RDMA_READ => {
-                k.wr.rdma.remote_addr = wr.wr.rdma.remote_addr;
-                k.wr.rdma.rkey = wr.wr.rdma.rkey;
-                (*wqe).iova = wr.wr.rdma.remote_addr;
-            }
-            op::IBV_WR_ATOMIC_CMP_AND_SWP | op::IBV_WR_ATOMIC_FETCH_AND_ADD => {
-                k.wr.atomic.remote_addr = wr.wr.atomic.remote_addr;
-                k.wr.atomic.compare_add = wr.wr.atomic.compare_add;
-                k.wr.atomic.swap = wr.wr.atomic.swap;
-                k.wr.atomic.rkey = wr.wr.atomic.rkey;
-                (*wqe).iova = wr.wr.atomic.remote_addr;
-            }
-            op::IBV_WR_BIND_MW => {
-                let bind = &wr.__bindgen_anon_2.bind_mw;
-                k.wr.mw.addr = bind.bind_info.addr;
-                k.wr.mw.length = bind.bind_info.length;
-                k.wr.mw.mr_lkey = (*bind.bind_info.mr).lkey;
-                k.wr.mw.mw_rkey = (*bind.mw).rkey;
-                k.wr.mw.rkey = bind.rkey;
-                k.wr.mw.access = bind.bind_info.mw_access_flags;
-            }
-            _ => {}
+/// Each buffer's `addr` points to `length` readable bytes when the total fits.
+pub(crate) unsafe fn set_inline(slot: &mut [u8], bufs: &[ibv_data_buf], lim: &SendLimits) -> Result<(), Errno> {
+    let mut total = 0usize;
+    for b in bufs {
+        if b.length > lim.max_inline as usize - total {
+            return Err(Errno(libc::ENOSPC));
         }
-        if let Some((remote_qpn, remote_qkey, ah_num)) = ud {
-            if matches!(wr.opcode, op::IBV_WR_SEND | op::IBV_WR_SEND_WITH_IMM) {
-                k.wr.ud.remote_qpn = remote_qpn;
-                k.wr.ud.remote_qkey = remote_qkey;
-                k.wr.ud.ah_num = ah_num;
-            }
-        }
-        let payload = send_payload(wqe);
-        if wr.send_flags & ibv_send_flags::IBV_SEND_INLINE != 0 {
-            let mut at = payload;
-            for s in sges {
-                ptr::copy_nonoverlapping(s.addr as usize as *const u8, at, s.length as usize);
-                at = at.add(s.length as usize);
-            }
-        } else {
-            ptr::copy_nonoverlapping(sges.as_ptr().cast::<rxe_sge>(), payload.cast::<rxe_sge>(), sges.len());
-        }
-        let dma = &mut (*wqe).dma;
-        dma.length = length;
-        dma.resid = length;
-        dma.num_sge = sges.len() as u32;
+        // SAFETY: readable per the contract; length is within max_inline.
+        let src = unsafe { core::slice::from_raw_parts(b.addr.cast::<u8>(), b.length) };
+        slot[SEND_HEADER + total..SEND_HEADER + total + b.length].copy_from_slice(src);
+        total += b.length;
     }
+    set_length(slot, total as u32, 0);
+    Ok(())
 }
 
-/// Fills a receive WQE.
-///
-/// # Safety
-/// `wqe` is a slot with room for `sges.len()` SGEs.
-pub unsafe fn write_recv(wqe: *mut rxe_recv_wqe, wr_id: u64, sges: &[ibv_sge]) {
-    // SAFETY: per contract.
-    unsafe {
-        ptr::write_bytes(wqe.cast::<u8>(), 0, RECV_HEADER);
-        (*wqe).wr_id = wr_id;
-        let payload = wqe.cast::<u8>().add(RECV_HEADER).cast::<rxe_sge>();
-        ptr::copy_nonoverlapping(sges.as_ptr().cast::<rxe_sge>(), payload, sges.len());
-        let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
-        (*wqe).dma.length = length;
-        (*wqe).dma.resid = length;
-        (*wqe).dma.num_sge = sges.len() as u32;
-    }
-}
-
-/// Room a receive slot has for SGEs.
-pub fn recv_slot_sges(elem_size: usize) -> usize {
-    elem_size.saturating_sub(RECV_HEADER) / size_of::<rxe_sge>()
+/// Fills a receive slot. The total length wraps as in librxe: the kernel
+/// places data by the SGEs themselves.
+pub(crate) fn write_recv(slot: &mut [u8], wr_id: u64, sges: &[ibv_sge]) {
+    assert!(slot.len() >= RECV_HEADER && slot.as_ptr() as usize % align_of::<rxe_recv_wqe>() == 0);
+    slot[..RECV_HEADER].fill(0);
+    let bytes = sge_bytes(sges);
+    slot[RECV_HEADER..RECV_HEADER + bytes.len()].copy_from_slice(bytes);
+    let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
+    // SAFETY: long and aligned enough (checked above); integers only.
+    let w = unsafe { &mut *slot.as_mut_ptr().cast::<rxe_recv_wqe>() };
+    w.wr_id = wr_id;
+    w.dma.length = length;
+    w.dma.resid = length;
+    w.dma.num_sge = sges.len() as u32;
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn slot() -> Vec<u64> {
-        vec![0xa5a5_a5a5_a5a5_a5a5; 128] // 1 KiB, 8-byte aligned, dirty
+    /// An aligned, dirty slot.
+    #[repr(C, align(64))]
+    pub(crate) struct Slot(pub [u8; 1024]);
+
+    fn slot() -> Box<Slot> {
+        Box::new(Slot([0xa5; 1024]))
     }
 
-    fn limits(qp_type: ibv_qp_type::Type) -> SendLimits {
+    fn header(s: &Slot) -> &rxe_send_wqe {
+        // SAFETY: aligned and long enough.
+        unsafe { &*s.0.as_ptr().cast::<rxe_send_wqe>() }
+    }
+
+    pub(crate) fn limits(qp_type: ibv_qp_type::Type) -> SendLimits {
         SendLimits { max_sge: 4, max_inline: 64, qp_type }
     }
 
     fn wr(opcode: u32, sg: &mut [ibv_sge]) -> ibv_send_wr {
+        // SAFETY: all-zero is a valid ibv_send_wr.
         let mut wr: ibv_send_wr = unsafe { core::mem::zeroed() };
         wr.opcode = opcode;
         wr.sg_list = sg.as_mut_ptr();
@@ -210,10 +489,9 @@ mod tests {
         wr
     }
 
-    #[test]
-    fn sge_and_ibv_sge_share_layout() {
-        assert_eq!(size_of::<rxe_sge>(), size_of::<ibv_sge>());
-        assert_eq!(offset_of!(rxe_sge, lkey), offset_of!(ibv_sge, lkey));
+    fn check<'a>(w: &'a ibv_send_wr, t: u32) -> Result<CheckedSend<'a>, Refusal> {
+        // SAFETY: test WRs point at live local arrays.
+        unsafe { check_send(w, &limits(t)) }
     }
 
     #[test]
@@ -224,26 +502,19 @@ mod tests {
         w.send_flags = ibv_send_flags::IBV_SEND_SIGNALED;
         w.wr.rdma.remote_addr = 0xdead0000;
         w.wr.rdma.rkey = 0x55;
-        let len = validate_send(&w, &sg, &limits(ibv_qp_type::IBV_QPT_RC)).unwrap();
-        assert_eq!(len, 128);
-        let mut buf = slot();
-        let wqe = buf.as_mut_ptr().cast::<rxe_send_wqe>();
-        unsafe {
-            write_send(wqe, &w, &sg, len, None, 9);
-            assert_eq!((*wqe).wr.wr_id, 42);
-            assert_eq!((*wqe).wr.opcode, op::IBV_WR_RDMA_WRITE);
-            assert_eq!((*wqe).wr.wr.rdma.rkey, 0x55);
-            assert_eq!((*wqe).iova, 0xdead0000);
-            assert_eq!((*wqe).ssn, 9);
-            assert_eq!((*wqe).state, 0);
-            assert_eq!((*wqe).dma.length, 128);
-            assert_eq!((*wqe).dma.resid, 128);
-            assert_eq!((*wqe).dma.num_sge, 2);
-            assert_eq!((*wqe).dma.cur_sge, 0);
-            let s = buf.as_ptr().cast::<u8>().add(SEND_HEADER).cast::<rxe_sge>();
-            assert_eq!((*s.add(1)).addr, 0x2000);
-            assert_eq!((*s.add(1)).lkey, 8);
-        }
+        let c = check(&w, ibv_qp_type::IBV_QPT_RC).unwrap();
+        assert_eq!(c.length, 128);
+        let mut s = slot();
+        // SAFETY: not inline.
+        unsafe { write_send(&mut s.0, &w, &c, None, 9) };
+        let h = header(&s);
+        assert_eq!(h.wr.wr_id, 42);
+        assert_eq!(h.wr.opcode, op::IBV_WR_RDMA_WRITE);
+        // SAFETY: plain integers.
+        assert_eq!(unsafe { h.wr.wr.rdma.rkey }, 0x55);
+        assert_eq!(h.iova, 0xdead0000);
+        assert_eq!((h.ssn, h.state, h.dma.length, h.dma.resid, h.dma.num_sge, h.dma.cur_sge), (9, 0, 128, 128, 2, 0));
+        assert_eq!(&s.0[SEND_HEADER + 16..SEND_HEADER + 24], &0x2000u64.to_ne_bytes());
     }
 
     #[test]
@@ -252,68 +523,116 @@ mod tests {
         let mut sg = [ibv_sge { addr: data.as_ptr() as u64, length: data.len() as u32, lkey: 0 }];
         let mut w = wr(op::IBV_WR_SEND, &mut sg);
         w.send_flags = ibv_send_flags::IBV_SEND_INLINE;
-        let len = validate_send(&w, &sg, &limits(ibv_qp_type::IBV_QPT_RC)).unwrap();
-        let mut buf = slot();
-        let wqe = buf.as_mut_ptr().cast::<rxe_send_wqe>();
-        unsafe {
-            write_send(wqe, &w, &sg, len, None, 0);
-            let got = core::slice::from_raw_parts(buf.as_ptr().cast::<u8>().add(SEND_HEADER), data.len());
-            assert_eq!(got, &data);
-            assert_eq!((*wqe).dma.length, data.len() as u32);
-        }
+        let c = check(&w, ibv_qp_type::IBV_QPT_RC).unwrap();
+        let mut s = slot();
+        // SAFETY: the SGE points at `data`.
+        unsafe { write_send(&mut s.0, &w, &c, None, 0) };
+        assert_eq!(&s.0[SEND_HEADER..SEND_HEADER + data.len()], &data);
+        assert_eq!(header(&s).dma.length, data.len() as u32);
     }
 
     #[test]
     fn ud_send_carries_address() {
         let mut sg = [ibv_sge { addr: 0x1000, length: 10, lkey: 1 }];
         let w = wr(op::IBV_WR_SEND, &mut sg);
-        let mut buf = slot();
-        let wqe = buf.as_mut_ptr().cast::<rxe_send_wqe>();
-        unsafe {
-            write_send(wqe, &w, &sg, 10, Some((0x11, 0x1111_1111, 3)), 0);
-            assert_eq!((*wqe).wr.wr.ud.remote_qpn, 0x11);
-            assert_eq!((*wqe).wr.wr.ud.remote_qkey, 0x1111_1111);
-            assert_eq!((*wqe).wr.wr.ud.ah_num, 3);
-        }
+        let c = check(&w, ibv_qp_type::IBV_QPT_UD).unwrap();
+        let mut s = slot();
+        // SAFETY: not inline.
+        unsafe { write_send(&mut s.0, &w, &c, Some(UdAddress { remote_qpn: 0x11, remote_qkey: 0x1111_1111, ah_num: 3 }), 0) };
+        // SAFETY: plain integers.
+        let ud = unsafe { header(&s).wr.wr.ud };
+        assert_eq!((ud.remote_qpn, ud.remote_qkey, ud.ah_num), (0x11, 0x1111_1111, 3));
     }
 
     #[test]
     fn refusals_match_librxe() {
         let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }; 5];
         let w = wr(op::IBV_WR_SEND, &mut sg);
-        assert!(validate_send(&w, &sg, &limits(ibv_qp_type::IBV_QPT_RC)).unwrap_err().1.contains("max_send_sge"));
+        assert!(matches!(check(&w, ibv_qp_type::IBV_QPT_RC), Err(Refusal::TooManySges { num_sge: 5, max: 4 })));
 
         let mut sg = [ibv_sge { addr: 0x1000, length: 100, lkey: 1 }];
         let mut w = wr(op::IBV_WR_SEND, &mut sg);
         w.send_flags = ibv_send_flags::IBV_SEND_INLINE;
-        assert!(validate_send(&w, &sg, &limits(ibv_qp_type::IBV_QPT_RC)).unwrap_err().1.contains("max_inline_data"));
+        assert!(matches!(check(&w, ibv_qp_type::IBV_QPT_RC), Err(Refusal::InlineTooLong { length: 100, max: 64 })));
 
         let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }];
         let mut w = wr(op::IBV_WR_ATOMIC_FETCH_AND_ADD, &mut sg);
         w.wr.atomic.remote_addr = 0x1004;
-        assert_eq!(validate_send(&w, &sg, &limits(ibv_qp_type::IBV_QPT_RC)).unwrap_err().0, Errno(libc::EINVAL));
+        assert_eq!(check(&w, ibv_qp_type::IBV_QPT_RC).err().unwrap().errno(), Errno(libc::EINVAL));
 
         let w = wr(99, &mut []);
-        assert!(validate_send(&w, &[], &limits(ibv_qp_type::IBV_QPT_RC)).unwrap_err().1.contains("opcode"));
+        assert_eq!(check(&w, ibv_qp_type::IBV_QPT_RC).err(), Some(Refusal::UnknownOpcode(99)));
 
         let w = wr(op::IBV_WR_BIND_MW, &mut []);
-        assert!(validate_send(&w, &[], &limits(ibv_qp_type::IBV_QPT_UD)).is_err());
+        assert!(check(&w, ibv_qp_type::IBV_QPT_UD).is_err());
+    }
+
+    #[test]
+    fn closes_librxe_crashes() {
+        // Two SGEs of 2 GiB: a u32 sum wraps to 0 and passed the inline check.
+        let mut sg = [ibv_sge { addr: 0x1000, length: 0x8000_0000, lkey: 0 }; 2];
+        let mut w = wr(op::IBV_WR_SEND, &mut sg);
+        w.send_flags = ibv_send_flags::IBV_SEND_INLINE;
+        assert!(matches!(check(&w, ibv_qp_type::IBV_QPT_RC), Err(Refusal::InlineTooLong { length: 0x1_0000_0000, .. })));
+        w.send_flags = 0;
+        assert_eq!(check(&w, ibv_qp_type::IBV_QPT_RC).err(), Some(Refusal::LengthOverflow));
+        // RDMA on UD would read the AH from the remote address.
+        let w = wr(op::IBV_WR_RDMA_WRITE, &mut []);
+        assert!(matches!(check(&w, ibv_qp_type::IBV_QPT_UD), Err(Refusal::OpcodeNotForTransport { .. })));
+        // NULL list with a count.
+        let mut w = wr(op::IBV_WR_SEND, &mut []);
+        w.sg_list = core::ptr::null_mut();
+        w.num_sge = 1;
+        assert_eq!(check(&w, ibv_qp_type::IBV_QPT_RC).err(), Some(Refusal::NullSgList { num_sge: 1 }));
+        w.num_sge = 0x7fff_ffff;
+        assert!(matches!(check(&w, ibv_qp_type::IBV_QPT_RC), Err(Refusal::TooManySges { .. })));
+        w.num_sge = -1;
+        assert!(matches!(check(&w, ibv_qp_type::IBV_QPT_RC), Err(Refusal::TooManySges { .. })));
+    }
+
+    #[test]
+    fn unbind_needs_no_mr_but_a_bind_does() {
+        // SAFETY: all-zero is a valid ibv_mw.
+        let mw: ibv_mw = unsafe { core::mem::zeroed() };
+        let mut w = wr(op::IBV_WR_BIND_MW, &mut []);
+        w.__bindgen_anon_2.bind_mw.mw = &mw as *const _ as *mut _;
+        w.__bindgen_anon_2.bind_mw.bind_info.mr = core::ptr::null_mut();
+        let c = check(&w, ibv_qp_type::IBV_QPT_RC).unwrap();
+        assert_eq!(c.bind.unwrap().mr_lkey, 0);
+        w.__bindgen_anon_2.bind_mw.bind_info.length = 4096;
+        assert_eq!(check(&w, ibv_qp_type::IBV_QPT_RC).err(), Some(Refusal::BindMwWithoutMr { length: 4096 }));
+        w.__bindgen_anon_2.bind_mw.mw = core::ptr::null_mut();
+        assert_eq!(check(&w, ibv_qp_type::IBV_QPT_RC).err(), Some(Refusal::BindMwNoWindow));
+    }
+
+    #[test]
+    fn inline_lists_that_wrap_are_refused() {
+        let data = [0u8; 8];
+        let bufs = [
+            ibv_data_buf { addr: data.as_ptr() as *mut _, length: usize::MAX },
+            ibv_data_buf { addr: data.as_ptr() as *mut _, length: 2 },
+        ];
+        let mut s = slot();
+        // SAFETY: refused before any copy.
+        assert_eq!(unsafe { set_inline(&mut s.0, &bufs, &limits(ibv_qp_type::IBV_QPT_RC)) }, Err(Errno(libc::ENOSPC)));
+        assert!(s.0[SEND_HEADER..].iter().all(|&b| b == 0xa5), "nothing written");
     }
 
     #[test]
     fn recv_wqe() {
         let sg = [ibv_sge { addr: 0x3000, length: 4096, lkey: 5 }, ibv_sge { addr: 0x5000, length: 4, lkey: 6 }];
-        let mut buf = slot();
-        let wqe = buf.as_mut_ptr().cast::<rxe_recv_wqe>();
-        unsafe {
-            write_recv(wqe, 77, &sg);
-            assert_eq!((*wqe).wr_id, 77);
-            assert_eq!((*wqe).dma.length, 4100);
-            assert_eq!((*wqe).dma.num_sge, 2);
-            assert_eq!((*wqe).dma.sge_offset, 0);
-            let s = buf.as_ptr().cast::<u8>().add(RECV_HEADER).cast::<rxe_sge>();
-            assert_eq!((*s).lkey, 5);
-        }
-        assert_eq!(recv_slot_sges(RECV_HEADER + 64), 4);
+        let mut s = slot();
+        write_recv(&mut s.0, 77, &sg);
+        // SAFETY: aligned and long enough.
+        let w = unsafe { &*s.0.as_ptr().cast::<rxe_recv_wqe>() };
+        assert_eq!((w.wr_id, w.dma.length, w.dma.num_sge, w.dma.sge_offset), (77, 4100, 2, 0));
+        assert_eq!(&s.0[RECV_HEADER + 12..RECV_HEADER + 16], &5u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn slot_sizes() {
+        assert_eq!(send_slot_needed(4, 64), SEND_HEADER as u64 + 64);
+        assert_eq!(send_slot_needed(1, 256), SEND_HEADER as u64 + 256);
+        assert_eq!(recv_slot_needed(2), RECV_HEADER as u64 + 32);
     }
 }

@@ -11,13 +11,16 @@
     non_upper_case_globals,
     non_snake_case,
     dead_code,
-    clippy::all
+    unreachable_pub,
+    unsafe_op_in_unsafe_fn,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks
 )]
-pub mod sys {
+pub(crate) mod sys {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
-pub mod private;
+pub(crate) mod private;
 
 /// Offset one past the end of `$field` in `$ty`: the C `offsetofend`, used to
 /// decide whether a caller's (possibly older, shorter) struct has room for a field.

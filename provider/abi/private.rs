@@ -11,7 +11,6 @@ use core::ffi::{c_char, c_int, c_uint, c_void};
 
 /// `enum` values of `verbs_match_ent::kind`.
 pub const VERBS_MATCH_SENTINEL: u8 = 0;
-pub const VERBS_MATCH_PCI: u8 = 1;
 pub const VERBS_MATCH_MODALIAS: u8 = 2;
 pub const VERBS_MATCH_DRIVER_ID: u8 = 3;
 

@@ -1,71 +1,132 @@
-//! extern "C" entries of the data path: CQ, QP (both send APIs), SRQ, AH.
-//! Like the control entries in the parent module, each catches panics.
+//! extern "C" entries of the data path (CQ, QP with both send APIs, SRQ,
+//! AH) and the tables that point at them: the extended CQ's readers and the
+//! extended QP's send functions. Like the control entries, each only
+//! converts, and none lets a panic unwind into C.
 
 use super::{guarded, no_unwind, ret_int, ret_ptr};
 use crate::abi::private::*;
 use crate::abi::sys::*;
+use crate::cmd::Result;
 use crate::context::Context;
-use crate::cq::{self, Cq};
-use crate::qp::{self, Qp};
+use crate::cq::{self, Cq, PollGuard};
+use crate::object::{Boxed, Object};
+use crate::qp::{self, Payload, Qp, SendOp};
 use crate::srq::{self, Srq};
-use crate::{ah, wqe};
+use crate::wqe::PostError;
+use crate::{ah, ah::Ah};
 use core::ffi::{c_int, c_uint, c_void};
-use core::ptr;
+use core::mem::{ManuallyDrop, MaybeUninit};
 
+use ibv_create_cq_wc_flags as wcf;
 use ibv_qp_create_send_ops_flags as ops;
-use ibv_wr_opcode as op;
+
+/// A post's outcome in the verbs convention: 0, or an errno with `*bad_wr`
+/// naming the WR that was not posted.
+///
+/// # Safety
+/// `bad_wr` is non-null and writable.
+unsafe fn post_ret<W>(r: core::result::Result<(), PostError<W>>, bad_wr: *mut *mut W) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            // SAFETY: per the contract.
+            unsafe { *bad_wr = e.bad };
+            e.errno.0
+        }
+    }
+}
 
 // ---- CQ
 
-pub unsafe extern "C" fn create_cq(ctx: *mut ibv_context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int) -> *mut ibv_cq {
+unsafe extern "C" fn create_cq(ctx: *mut ibv_context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int) -> *mut ibv_cq {
     // SAFETY: ctx is our context.
-    ret_ptr(guarded("create_cq", || cq::create(unsafe { Context::from_ibv(ctx) }, cqe, channel, comp_vector)))
+    ret_ptr(guarded("create_cq", || cq::create(unsafe { Context::from_raw(ctx) }, cqe, channel, comp_vector).map(Cq::leak)))
 }
 
-pub unsafe extern "C" fn create_cq_ex(ctx: *mut ibv_context, attr: *mut ibv_cq_init_attr_ex) -> *mut ibv_cq_ex {
-    // SAFETY: ctx is our context; attr is libibverbs-checked.
-    ret_ptr(guarded("create_cq_ex", || unsafe { cq::create_ex(Context::from_ibv(ctx), attr) }))
-}
-
-pub unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
-    // SAFETY: cq is ours; wc has room for ne entries.
-    no_unwind("poll_cq", -1, || unsafe { cq::poll(Cq::from_ibv(cq), ne, wc) })
-}
-
-pub unsafe extern "C" fn resize_cq(cq: *mut ibv_cq, cqe: c_int) -> c_int {
-    ret_int(guarded("resize_cq", || unsafe {
-        // SAFETY: cq is ours.
-        let cq = Cq::from_ibv(cq);
-        cq::resize(Context::from_ibv((*cq.ibv_cq()).context), cq, cqe)
+unsafe extern "C" fn create_cq_ex(ctx: *mut ibv_context, attr: *mut ibv_cq_init_attr_ex) -> *mut ibv_cq_ex {
+    ret_ptr(guarded("create_cq_ex", || {
+        // SAFETY: ctx is our context; attr was checked by libibverbs.
+        let mut cq = unsafe { cq::create_ex(Context::from_raw(ctx), attr) }?;
+        // SAFETY: as above.
+        install_cq_readers(cq.ex_mut(), unsafe { (*attr).wc_flags });
+        Ok(Cq::leak(cq).cast::<ibv_cq_ex>())
     }))
 }
 
-pub unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
+unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
+    no_unwind("poll_cq", -1, || {
+        // SAFETY: cq is ours.
+        let cq = unsafe { Cq::from_raw(cq) };
+        let out = match (ne, wc.is_null()) {
+            (n, false) if n > 0 => {
+                // SAFETY: the application's array of ne entries, which we only write.
+                unsafe { core::slice::from_raw_parts_mut(wc.cast::<MaybeUninit<ibv_wc>>(), n as usize) }
+            }
+            _ => &mut [],
+        };
+        match cq.poll(out) {
+            Ok(n) => n as c_int,
+            Err(e) => {
+                e.set();
+                -1
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int {
+    // Arming a CQ is one plain command with no provider part.
+    // SAFETY: cq is ours and live.
+    no_unwind("req_notify_cq", libc::EIO, || unsafe { ibv_cmd_req_notify_cq(cq, solicited_only) })
+}
+
+unsafe extern "C" fn resize_cq(cq: *mut ibv_cq, cqe: c_int) -> c_int {
     // SAFETY: cq is ours.
+    ret_int(guarded("resize_cq", || unsafe { Cq::from_raw(cq) }.resize(cqe)))
+}
+
+unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
+    // SAFETY: cq is ours; libibverbs' destroy contract.
     ret_int(guarded("destroy_cq", || unsafe { cq::destroy(cq) }))
 }
 
-pub unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
-    // SAFETY: cq is ours.
-    no_unwind("start_poll", libc::EIO, || cq::start_poll(unsafe { Cq::from_ibv(cq.cast()) }))
+unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
+    no_unwind("start_poll", libc::EIO, || {
+        // SAFETY: cq is ours (installed only on our extended CQs).
+        match unsafe { Cq::from_raw(cq.cast()) }.start_poll() {
+            Ok(guard) => {
+                guard.park();
+                0
+            }
+            Err(e) => e.0,
+        }
+    })
 }
 
-pub unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
-    // SAFETY: cq is ours.
-    no_unwind("next_poll", libc::EIO, || cq::next_poll(unsafe { Cq::from_ibv(cq.cast()) }))
+unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
+    no_unwind("next_poll", libc::EIO, || {
+        // SAFETY: the verbs API calls next_poll only between a successful
+        // start_poll and end_poll on this thread.
+        let mut guard = unsafe { PollGuard::resume(Cq::from_raw(cq.cast())) };
+        let r = guard.next();
+        guard.park();
+        ret_int(r)
+    })
 }
 
-pub unsafe extern "C" fn cq_end_poll(cq: *mut ibv_cq_ex) {
-    // SAFETY: cq is ours.
-    no_unwind("end_poll", (), || cq::end_poll(unsafe { Cq::from_ibv(cq.cast()) }))
+unsafe extern "C" fn cq_end_poll(cq: *mut ibv_cq_ex) {
+    // SAFETY: as for next_poll; dropping the guard ends the poll.
+    no_unwind("end_poll", (), || drop(unsafe { PollGuard::resume(Cq::from_raw(cq.cast())) }))
 }
 
 macro_rules! cq_reader {
     ($name:ident, $ty:ty, |$wc:ident| $value:expr) => {
-        pub unsafe extern "C" fn $name(cq: *mut ibv_cq_ex) -> $ty {
-            // SAFETY: cq is ours and between start_poll and end_poll.
+        unsafe extern "C" fn $name(cq: *mut ibv_cq_ex) -> $ty {
             no_unwind(stringify!($name), Default::default(), || {
-                let $wc = cq::current(unsafe { Cq::from_ibv(cq.cast()) });
+                // SAFETY: readers run between a successful start_poll and
+                // end_poll; the guard stays parked (never dropped here).
+                let guard = ManuallyDrop::new(unsafe { PollGuard::resume(Cq::from_raw(cq.cast())) });
+                let $wc = guard.current();
                 $value
             })
         }
@@ -75,8 +136,10 @@ macro_rules! cq_reader {
 cq_reader!(cq_read_opcode, ibv_wc_opcode::Type, |wc| wc.opcode as _);
 cq_reader!(cq_read_vendor_err, u32, |wc| wc.vendor_err);
 cq_reader!(cq_read_byte_len, u32, |wc| wc.byte_len);
-// SAFETY (each union read): imm_data and invalidate_rkey share plain u32 bits.
-cq_reader!(cq_read_imm_data, __be32, |wc| unsafe { wc.ex.imm_data });
+cq_reader!(cq_read_imm_data, __be32, |wc| {
+    // SAFETY: imm_data and invalidate_rkey share plain u32 bits.
+    unsafe { wc.ex.imm_data }
+});
 cq_reader!(cq_read_qp_num, u32, |wc| wc.qp_num);
 cq_reader!(cq_read_src_qp, u32, |wc| wc.src_qp);
 cq_reader!(cq_read_wc_flags, c_uint, |wc| wc.wc_flags);
@@ -84,82 +147,172 @@ cq_reader!(cq_read_slid, u32, |wc| wc.slid as u32);
 cq_reader!(cq_read_sl, u8, |wc| wc.sl);
 cq_reader!(cq_read_dlid_path_bits, u8, |wc| wc.dlid_path_bits);
 
+/// The extended CQ's table: polling, and the readers for the fields asked for.
+fn install_cq_readers(ex: &mut ibv_cq_ex, wc_flags: u64) {
+    ex.start_poll = Some(cq_start_poll);
+    ex.next_poll = Some(cq_next_poll);
+    ex.end_poll = Some(cq_end_poll);
+    ex.read_opcode = Some(cq_read_opcode);
+    ex.read_vendor_err = Some(cq_read_vendor_err);
+    ex.read_wc_flags = Some(cq_read_wc_flags);
+    let has = |flag: u32| wc_flags & flag as u64 != 0;
+    if has(wcf::IBV_WC_EX_WITH_BYTE_LEN) {
+        ex.read_byte_len = Some(cq_read_byte_len);
+    }
+    if has(wcf::IBV_WC_EX_WITH_IMM) {
+        ex.read_imm_data = Some(cq_read_imm_data);
+    }
+    if has(wcf::IBV_WC_EX_WITH_QP_NUM) {
+        ex.read_qp_num = Some(cq_read_qp_num);
+    }
+    if has(wcf::IBV_WC_EX_WITH_SRC_QP) {
+        ex.read_src_qp = Some(cq_read_src_qp);
+    }
+    if has(wcf::IBV_WC_EX_WITH_SLID) {
+        ex.read_slid = Some(cq_read_slid);
+    }
+    if has(wcf::IBV_WC_EX_WITH_SL) {
+        ex.read_sl = Some(cq_read_sl);
+    }
+    if has(wcf::IBV_WC_EX_WITH_DLID_PATH_BITS) {
+        ex.read_dlid_path_bits = Some(cq_read_dlid_path_bits);
+    }
+}
+
 // ---- QP
 
-pub unsafe extern "C" fn create_qp(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> *mut ibv_qp {
-    // SAFETY: pd is ours, attr the application's.
-    ret_ptr(guarded("create_qp", || unsafe { qp::create(Context::from_ibv((*pd).context), pd, attr) }))
+unsafe extern "C" fn create_qp(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> *mut ibv_qp {
+    // SAFETY: pd is ours (so is its context); attr the application's.
+    ret_ptr(guarded("create_qp", || unsafe { qp::create(Context::from_raw((*pd).context), pd, attr) }.map(Qp::leak)))
 }
 
-pub unsafe extern "C" fn create_qp_ex(ctx: *mut ibv_context, attr: *mut ibv_qp_init_attr_ex) -> *mut ibv_qp {
-    // SAFETY: ctx is ours, attr the application's.
-    ret_ptr(guarded("create_qp_ex", || unsafe { qp::create_ex(Context::from_ibv(ctx), attr) }))
+unsafe extern "C" fn create_qp_ex(ctx: *mut ibv_context, attr: *mut ibv_qp_init_attr_ex) -> *mut ibv_qp {
+    ret_ptr(guarded("create_qp_ex", || {
+        // SAFETY: ctx is ours; attr the application's.
+        let mut q = unsafe { qp::create_ex(Context::from_raw(ctx), attr) }?;
+        // SAFETY: as above.
+        let a = unsafe { &*attr };
+        if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
+            install_send_ops(q.ex_mut(), a.send_ops_flags);
+        }
+        Ok(Qp::leak(q))
+    }))
 }
 
-pub unsafe extern "C" fn query_qp(q: *mut ibv_qp, attr: *mut ibv_qp_attr, mask: c_int, init_attr: *mut ibv_qp_init_attr) -> c_int {
+unsafe extern "C" fn query_qp(q: *mut ibv_qp, attr: *mut ibv_qp_attr, mask: c_int, init_attr: *mut ibv_qp_init_attr) -> c_int {
     // SAFETY: q is ours.
-    ret_int(guarded("query_qp", || qp::query(unsafe { Qp::from_ibv(q) }, attr, mask, init_attr)))
+    ret_int(guarded("query_qp", || unsafe { Qp::from_raw(q) }.query(attr, mask, init_attr)))
 }
 
-pub unsafe extern "C" fn modify_qp(q: *mut ibv_qp, attr: *mut ibv_qp_attr, mask: c_int) -> c_int {
+unsafe extern "C" fn modify_qp(q: *mut ibv_qp, attr: *mut ibv_qp_attr, mask: c_int) -> c_int {
     // SAFETY: q is ours.
-    ret_int(guarded("modify_qp", || qp::modify(unsafe { Qp::from_ibv(q) }, attr, mask)))
+    ret_int(guarded("modify_qp", || unsafe { Qp::from_raw(q) }.modify(attr, mask)))
 }
 
-pub unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
-    // SAFETY: q is ours.
+unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
+    // SAFETY: q is ours; libibverbs' destroy contract.
     ret_int(guarded("destroy_qp", || unsafe { qp::destroy(q) }))
 }
 
-pub unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
-    // SAFETY: q is ours; the WR list is the application's.
-    no_unwind("post_send", libc::EIO, || unsafe { qp::post_send(Qp::from_ibv(q), wr, bad_wr) })
+unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+    if bad_wr.is_null() {
+        return libc::EINVAL;
+    }
+    // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
+    no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send(wr), bad_wr) })
 }
 
-pub unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+    if bad_wr.is_null() {
+        return libc::EINVAL;
+    }
     // SAFETY: as above.
-    no_unwind("post_recv", libc::EIO, || unsafe { qp::post_recv(Qp::from_ibv(q), wr, bad_wr) })
+    no_unwind("post_recv", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_recv(wr), bad_wr) })
 }
 
-/// Type 1 windows move their rkey's low byte on each bind, as librxe does.
-fn next_rkey(rkey: u32) -> u32 {
-    (rkey & 0xffff_ff00) | (rkey.wrapping_add(1) & 0xff)
-}
-
-/// `ibv_bind_mw` (type 1): a BIND_MW work request through post_send.
-pub unsafe extern "C" fn bind_mw(q: *mut ibv_qp, mw: *mut ibv_mw, bind: *mut ibv_mw_bind) -> c_int {
-    no_unwind("bind_mw", libc::EIO, || unsafe {
-        // SAFETY: the application's objects, checked by libibverbs.
-        let b = &*bind;
-        let qp = Qp::from_ibv(q);
-        if b.bind_info.mw_access_flags & ibv_access_flags::IBV_ACCESS_ZERO_BASED != 0 {
-            log::error!("bind_mw: zero-based memory windows are not supported by rxe");
-            crate::cmd::Errno(libc::EINVAL).set();
-            return libc::EINVAL;
+unsafe extern "C" fn bind_mw(q: *mut ibv_qp, mw: *mut ibv_mw, bind: *mut ibv_mw_bind) -> c_int {
+    let r = guarded("bind_mw", || {
+        if bind.is_null() || mw.is_null() {
+            return Err(crate::cmd::Errno(libc::EINVAL));
         }
-        let mut wr: ibv_send_wr = core::mem::zeroed();
-        wr.opcode = op::IBV_WR_BIND_MW;
-        wr.wr_id = b.wr_id;
-        wr.send_flags = b.send_flags;
-        wr.__bindgen_anon_2.bind_mw.bind_info = b.bind_info;
-        wr.__bindgen_anon_2.bind_mw.mw = mw;
-        wr.__bindgen_anon_2.bind_mw.rkey = next_rkey((*mw).rkey);
-        let mut bad = ptr::null_mut();
-        let ret = qp::post_send(qp, &mut wr, &mut bad);
-        if ret != 0 {
-            crate::cmd::Errno(ret).set();
-            return ret;
-        }
-        // If the bind fails in the completion, the application undoes this.
-        (*mw).rkey = wr.__bindgen_anon_2.bind_mw.rkey;
-        0
-    })
+        // SAFETY: q and mw are ours; bind is the application's.
+        unsafe { Qp::from_raw(q).bind_mw(mw, &*bind) }
+    });
+    if let Err(e) = r {
+        e.set();
+    }
+    ret_int(r)
 }
 
 // ---- The extended send API
 
-/// Installs the builders the application asked for and all setters.
-pub fn install_send_ops(ex: &mut ibv_qp_ex, flags: u64) {
+/// # Safety
+/// `q` is the `ibv_qp_ex` of one of our QPs (these entries are installed
+/// only on those).
+unsafe fn qpx<'a>(q: *mut ibv_qp_ex) -> &'a Qp {
+    // SAFETY: per the contract; ibv_qp_ex sits at offset 0 like ibv_qp.
+    unsafe { Qp::from_raw(q.cast()) }
+}
+
+unsafe extern "C" fn wr_start(q: *mut ibv_qp_ex) {
+    // SAFETY: the verbs API pairs wr_start with wr_complete/wr_abort.
+    no_unwind("wr_start", (), || unsafe { qpx(q).wr_start() })
+}
+
+unsafe extern "C" fn wr_complete(q: *mut ibv_qp_ex) -> c_int {
+    // SAFETY: ends the batch wr_start opened.
+    no_unwind("wr_complete", libc::EIO, || ret_int(unsafe { qpx(q).wr_complete() }))
+}
+
+unsafe extern "C" fn wr_abort(q: *mut ibv_qp_ex) {
+    // SAFETY: ends the batch wr_start opened.
+    no_unwind("wr_abort", (), || unsafe { qpx(q).wr_abort() })
+}
+
+macro_rules! wr_builder {
+    ($name:ident($($arg:ident: $ty:ty),*) => $op:expr) => {
+        unsafe extern "C" fn $name(q: *mut ibv_qp_ex $(, $arg: $ty)*) {
+            // SAFETY: builders run inside a batch (the verbs contract); the
+            // pointers in the op are the application's.
+            no_unwind(stringify!($name), (), || unsafe { qpx(q).wr_build($op) })
+        }
+    };
+}
+
+wr_builder!(wr_send() => SendOp::Send);
+wr_builder!(wr_send_imm(imm: __be32) => SendOp::SendImm(imm));
+wr_builder!(wr_send_inv(rkey: u32) => SendOp::SendInv(rkey));
+wr_builder!(wr_rdma_write(rkey: u32, addr: u64) => SendOp::RdmaWrite { rkey, addr });
+wr_builder!(wr_rdma_write_imm(rkey: u32, addr: u64, imm: __be32) => SendOp::RdmaWriteImm { rkey, addr, imm });
+wr_builder!(wr_rdma_read(rkey: u32, addr: u64) => SendOp::RdmaRead { rkey, addr });
+wr_builder!(wr_atomic_cmp_swp(rkey: u32, addr: u64, compare: u64, swap: u64) => SendOp::CmpSwp { rkey, addr, compare, swap });
+wr_builder!(wr_atomic_fetch_add(rkey: u32, addr: u64, add: u64) => SendOp::FetchAdd { rkey, addr, add });
+wr_builder!(wr_local_inv(rkey: u32) => SendOp::LocalInv(rkey));
+wr_builder!(wr_bind_mw(mw: *mut ibv_mw, rkey: u32, info: *const ibv_mw_bind_info) => SendOp::BindMw { mw, rkey, info });
+
+macro_rules! wr_setter {
+    ($name:ident($($arg:ident: $ty:ty),*) => $payload:expr) => {
+        unsafe extern "C" fn $name(q: *mut ibv_qp_ex $(, $arg: $ty)*) {
+            // SAFETY: setters run inside a batch (the verbs contract); the
+            // pointers in the payload are the application's.
+            no_unwind(stringify!($name), (), || unsafe { qpx(q).wr_set($payload) })
+        }
+    };
+}
+
+wr_setter!(wr_set_ud_addr(ah: *mut ibv_ah, remote_qpn: u32, remote_qkey: u32) => Payload::UdAddr { ah, remote_qpn, remote_qkey });
+wr_setter!(wr_set_sge(lkey: u32, addr: u64, length: u32) => Payload::Sge { lkey, addr, length });
+wr_setter!(wr_set_sge_list(count: usize, list: *const ibv_sge) => Payload::SgeList { list, count });
+wr_setter!(wr_set_inline_data_list(count: usize, bufs: *const ibv_data_buf) => Payload::Inline { bufs, count });
+
+unsafe extern "C" fn wr_set_inline_data(q: *mut ibv_qp_ex, addr: *mut c_void, length: usize) {
+    let one = [ibv_data_buf { addr, length }];
+    // SAFETY: as for the other setters; `one` outlives the call.
+    no_unwind("wr_set_inline_data", (), || unsafe { qpx(q).wr_set(Payload::Inline { bufs: one.as_ptr(), count: 1 }) })
+}
+
+/// The extended QP's table: the builders asked for, and every setter.
+fn install_send_ops(ex: &mut ibv_qp_ex, flags: u64) {
     let has = |f: u32| flags & f as u64 != 0;
     if has(ops::IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP) {
         ex.wr_atomic_cmp_swp = Some(wr_atomic_cmp_swp);
@@ -201,232 +354,70 @@ pub fn install_send_ops(ex: &mut ibv_qp_ex, flags: u64) {
     ex.wr_abort = Some(wr_abort);
 }
 
-fn qpx<'a>(q: *mut ibv_qp_ex) -> &'a Qp {
-    // SAFETY: libibverbs only calls these on QPs made by create_qp_ex.
-    unsafe { Qp::from_ibv(q) }
-}
-
-unsafe extern "C" fn wr_start(q: *mut ibv_qp_ex) {
-    no_unwind("wr_start", (), || qp::wr_start(qpx(q)))
-}
-
-unsafe extern "C" fn wr_complete(q: *mut ibv_qp_ex) -> c_int {
-    no_unwind("wr_complete", libc::EIO, || qp::wr_complete(qpx(q)))
-}
-
-unsafe extern "C" fn wr_abort(q: *mut ibv_qp_ex) {
-    no_unwind("wr_abort", (), || qp::wr_abort(qpx(q)))
-}
-
-unsafe extern "C" fn wr_send(q: *mut ibv_qp_ex) {
-    no_unwind("wr_send", (), || qp::build(qpx(q), op::IBV_WR_SEND, |_| {}))
-}
-
-unsafe extern "C" fn wr_send_imm(q: *mut ibv_qp_ex, imm: __be32) {
-    no_unwind("wr_send_imm", (), || qp::build(qpx(q), op::IBV_WR_SEND_WITH_IMM, |w| w.wr.ex.imm_data = imm))
-}
-
-unsafe extern "C" fn wr_send_inv(q: *mut ibv_qp_ex, rkey: u32) {
-    no_unwind("wr_send_inv", (), || qp::build(qpx(q), op::IBV_WR_SEND_WITH_INV, |w| w.wr.ex.invalidate_rkey = rkey))
-}
-
-fn rdma(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64) {
-    // SAFETY (union writes): plain integers.
-    w.wr.wr.rdma = rxe_send_wr__bindgen_ty_2__bindgen_ty_1 { remote_addr, rkey, reserved: 0 };
-    w.iova = remote_addr;
-}
-
-unsafe extern "C" fn wr_rdma_write(q: *mut ibv_qp_ex, rkey: u32, addr: u64) {
-    no_unwind("wr_rdma_write", (), || qp::build(qpx(q), op::IBV_WR_RDMA_WRITE, |w| rdma(w, rkey, addr)))
-}
-
-unsafe extern "C" fn wr_rdma_write_imm(q: *mut ibv_qp_ex, rkey: u32, addr: u64, imm: __be32) {
-    no_unwind("wr_rdma_write_imm", (), || {
-        qp::build(qpx(q), op::IBV_WR_RDMA_WRITE_WITH_IMM, |w| {
-            rdma(w, rkey, addr);
-            w.wr.ex.imm_data = imm;
-        })
-    })
-}
-
-unsafe extern "C" fn wr_rdma_read(q: *mut ibv_qp_ex, rkey: u32, addr: u64) {
-    no_unwind("wr_rdma_read", (), || qp::build(qpx(q), op::IBV_WR_RDMA_READ, |w| rdma(w, rkey, addr)))
-}
-
-fn atomic(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64, compare_add: u64, swap: u64) {
-    w.wr.wr.atomic = rxe_send_wr__bindgen_ty_2__bindgen_ty_2 { remote_addr, compare_add, swap, rkey, reserved: 0 };
-    w.iova = remote_addr;
-}
-
-unsafe extern "C" fn wr_atomic_cmp_swp(q: *mut ibv_qp_ex, rkey: u32, addr: u64, compare: u64, swap: u64) {
-    no_unwind("wr_atomic_cmp_swp", (), || qp::build(qpx(q), op::IBV_WR_ATOMIC_CMP_AND_SWP, |w| atomic(w, rkey, addr, compare, swap)))
-}
-
-unsafe extern "C" fn wr_atomic_fetch_add(q: *mut ibv_qp_ex, rkey: u32, addr: u64, add: u64) {
-    no_unwind("wr_atomic_fetch_add", (), || qp::build(qpx(q), op::IBV_WR_ATOMIC_FETCH_AND_ADD, |w| atomic(w, rkey, addr, add, 0)))
-}
-
-unsafe extern "C" fn wr_local_inv(q: *mut ibv_qp_ex, rkey: u32) {
-    no_unwind("wr_local_inv", (), || qp::build(qpx(q), op::IBV_WR_LOCAL_INV, |w| w.wr.ex.invalidate_rkey = rkey))
-}
-
-unsafe extern "C" fn wr_bind_mw(q: *mut ibv_qp_ex, mw: *mut ibv_mw, rkey: u32, info: *const ibv_mw_bind_info) {
-    no_unwind("wr_bind_mw", (), || {
-        qp::build(qpx(q), op::IBV_WR_BIND_MW, |w| unsafe {
-            // SAFETY: the application's window and bind description.
-            let info = &*info;
-            w.wr.wr.mw = rxe_send_wr__bindgen_ty_2__bindgen_ty_4 {
-                addr: info.addr,
-                length: info.length,
-                mr_lkey: (*info.mr).lkey,
-                mw_rkey: (*mw).rkey,
-                rkey,
-                access: info.mw_access_flags,
-            };
-        })
-    })
-}
-
-unsafe extern "C" fn wr_set_ud_addr(q: *mut ibv_qp_ex, ah: *mut ibv_ah, remote_qpn: u32, remote_qkey: u32) {
-    no_unwind("wr_set_ud_addr", (), || {
-        qp::with_last(qpx(q), |w, _| {
-            if ah.is_null() {
-                return Err(libc::EINVAL);
-            }
-            // SAFETY: the application's AH from our create_ah.
-            let ah_num = unsafe { ah::Ah::from_ibv(ah) }.ah_num;
-            w.wr.wr.ud.remote_qpn = remote_qpn;
-            w.wr.wr.ud.remote_qkey = remote_qkey;
-            w.wr.wr.ud.ah_num = ah_num;
-            Ok(())
-        })
-    })
-}
-
-fn set_length(w: &mut rxe_send_wqe, length: u32, num_sge: u32) {
-    w.dma.length = length;
-    w.dma.resid = length;
-    w.dma.num_sge = num_sge;
-}
-
-unsafe extern "C" fn wr_set_sge(q: *mut ibv_qp_ex, lkey: u32, addr: u64, length: u32) {
-    no_unwind("wr_set_sge", (), || {
-        qp::with_last(qpx(q), |w, _| {
-            // A zero-length SGE means no data at all, as in librxe.
-            if length != 0 {
-                // SAFETY: every send slot has room for at least one SGE.
-                unsafe { wqe::send_payload(w).cast::<rxe_sge>().write(rxe_sge { addr, length, lkey }) };
-                set_length(w, length, 1);
-            }
-            Ok(())
-        })
-    })
-}
-
-unsafe extern "C" fn wr_set_sge_list(q: *mut ibv_qp_ex, num_sge: usize, sg_list: *const ibv_sge) {
-    no_unwind("wr_set_sge_list", (), || {
-        qp::with_last(qpx(q), |w, lim| {
-            if num_sge > lim.max_sge as usize {
-                return Err(libc::ENOSPC);
-            }
-            // SAFETY: the application's list of num_sge entries; the slot has room for max_sge.
-            let sges = unsafe { wqe::sges(sg_list, num_sge as i32) };
-            unsafe { ptr::copy_nonoverlapping(sges.as_ptr().cast::<rxe_sge>(), wqe::send_payload(w).cast::<rxe_sge>(), sges.len()) };
-            let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
-            set_length(w, length, num_sge as u32);
-            Ok(())
-        })
-    })
-}
-
-unsafe extern "C" fn wr_set_inline_data(q: *mut ibv_qp_ex, addr: *mut c_void, length: usize) {
-    no_unwind("wr_set_inline_data", (), || {
-        qp::with_last(qpx(q), |w, lim| {
-            if length > lim.max_inline as usize {
-                return Err(libc::ENOSPC);
-            }
-            // SAFETY: the application's buffer; the slot has room for max_inline bytes.
-            unsafe { ptr::copy_nonoverlapping(addr.cast::<u8>(), wqe::send_payload(w), length) };
-            set_length(w, length as u32, 0);
-            Ok(())
-        })
-    })
-}
-
-unsafe extern "C" fn wr_set_inline_data_list(q: *mut ibv_qp_ex, num_buf: usize, bufs: *const ibv_data_buf) {
-    no_unwind("wr_set_inline_data_list", (), || {
-        qp::with_last(qpx(q), |w, lim| {
-            // SAFETY: the application's list of num_buf buffers.
-            let bufs = if num_buf == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(bufs, num_buf) } };
-            let total: usize = bufs.iter().map(|b| b.length).sum();
-            if total > lim.max_inline as usize {
-                return Err(libc::ENOSPC);
-            }
-            let mut at = wqe::send_payload(w);
-            for b in bufs {
-                // SAFETY: total fits the slot's inline room.
-                unsafe {
-                    ptr::copy_nonoverlapping(b.addr.cast::<u8>(), at, b.length);
-                    at = at.add(b.length);
-                }
-            }
-            set_length(w, total as u32, 0);
-            Ok(())
-        })
-    })
-}
-
 // ---- SRQ
 
-pub unsafe extern "C" fn create_srq(pd: *mut ibv_pd, attr: *mut ibv_srq_init_attr) -> *mut ibv_srq {
-    // SAFETY: pd is ours.
-    ret_ptr(guarded("create_srq", || unsafe { srq::create(Context::from_ibv((*pd).context), pd, attr) }))
+unsafe extern "C" fn create_srq(pd: *mut ibv_pd, attr: *mut ibv_srq_init_attr) -> *mut ibv_srq {
+    // SAFETY: pd is ours (so is its context).
+    ret_ptr(guarded("create_srq", || unsafe { srq::create(Context::from_raw((*pd).context), pd, attr) }.map(Srq::leak)))
 }
 
-pub unsafe extern "C" fn create_srq_ex(ctx: *mut ibv_context, attr: *mut ibv_srq_init_attr_ex) -> *mut ibv_srq {
+unsafe extern "C" fn create_srq_ex(ctx: *mut ibv_context, attr: *mut ibv_srq_init_attr_ex) -> *mut ibv_srq {
     // SAFETY: ctx is ours.
-    ret_ptr(guarded("create_srq_ex", || unsafe { srq::create_ex(Context::from_ibv(ctx), attr) }))
+    ret_ptr(guarded("create_srq_ex", || unsafe { srq::create_ex(Context::from_raw(ctx), attr) }.map(Srq::leak)))
 }
 
-pub unsafe extern "C" fn modify_srq(s: *mut ibv_srq, attr: *mut ibv_srq_attr, mask: c_int) -> c_int {
+unsafe extern "C" fn modify_srq(s: *mut ibv_srq, attr: *mut ibv_srq_attr, mask: c_int) -> c_int {
     // SAFETY: s is ours.
-    ret_int(guarded("modify_srq", || srq::modify(unsafe { Srq::from_ibv(s) }, attr, mask)))
+    ret_int(guarded("modify_srq", || unsafe { Srq::from_raw(s) }.modify(attr, mask)))
 }
 
-pub unsafe extern "C" fn query_srq(s: *mut ibv_srq, attr: *mut ibv_srq_attr) -> c_int {
+unsafe extern "C" fn query_srq(s: *mut ibv_srq, attr: *mut ibv_srq_attr) -> c_int {
     // SAFETY: s is ours.
-    ret_int(guarded("query_srq", || srq::query(unsafe { Srq::from_ibv(s) }, attr)))
+    ret_int(guarded("query_srq", || unsafe { Srq::from_raw(s) }.query(attr)))
 }
 
-pub unsafe extern "C" fn destroy_srq(s: *mut ibv_srq) -> c_int {
-    // SAFETY: s is ours.
+unsafe extern "C" fn destroy_srq(s: *mut ibv_srq) -> c_int {
+    // SAFETY: s is ours; libibverbs' destroy contract.
     ret_int(guarded("destroy_srq", || unsafe { srq::destroy(s) }))
 }
 
-pub unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
-    // SAFETY: s is ours; the WR list is the application's.
-    no_unwind("post_srq_recv", libc::EIO, || unsafe { srq::post_recv(Srq::from_ibv(s), wr, bad_wr) })
+unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+    if bad_wr.is_null() {
+        return libc::EINVAL;
+    }
+    // SAFETY: s is ours; the WR list is the application's; bad_wr checked.
+    no_unwind("post_srq_recv", libc::EIO, || unsafe { post_ret(Srq::from_raw(s).post_recv(wr), bad_wr) })
 }
 
-// ---- AH
+// ---- AH and multicast
 
-pub unsafe extern "C" fn create_ah(pd: *mut ibv_pd, attr: *mut ibv_ah_attr) -> *mut ibv_ah {
-    // SAFETY: pd is ours.
-    ret_ptr(guarded("create_ah", || unsafe { ah::create(Context::from_ibv((*pd).context), pd, attr) }))
+unsafe extern "C" fn create_ah(pd: *mut ibv_pd, attr: *mut ibv_ah_attr) -> *mut ibv_ah {
+    // SAFETY: pd is ours (so is its context).
+    ret_ptr(guarded("create_ah", || unsafe { ah::create(Context::from_raw((*pd).context), pd, attr) }.map(Ah::leak)))
 }
 
-pub unsafe extern "C" fn destroy_ah(a: *mut ibv_ah) -> c_int {
-    // SAFETY: a is ours.
+unsafe extern "C" fn destroy_ah(a: *mut ibv_ah) -> c_int {
+    // SAFETY: a is ours; libibverbs' destroy contract.
     ret_int(guarded("destroy_ah", || unsafe { ah::destroy(a) }))
 }
 
-/// The data-path part of the ops table.
-pub fn add_data_path_ops(ops: &mut verbs_context_ops) {
+unsafe extern "C" fn attach_mcast(q: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int {
+    // Attaching is one plain command with no provider part.
+    // SAFETY: q is ours; gid the application's.
+    ret_int(guarded("attach_mcast", || -> Result<()> { crate::cmd::checked(unsafe { ibv_cmd_attach_mcast(q, gid, lid) }) }))
+}
+
+unsafe extern "C" fn detach_mcast(q: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int {
+    // SAFETY: as above.
+    ret_int(guarded("detach_mcast", || -> Result<()> { crate::cmd::checked(unsafe { ibv_cmd_detach_mcast(q, gid, lid) }) }))
+}
+
+/// The data-path part of the context's ops table.
+pub(super) fn add_ops(ops: &mut verbs_context_ops) {
     ops.create_cq = Some(create_cq);
     ops.create_cq_ex = Some(create_cq_ex);
     ops.poll_cq = Some(poll_cq);
-    // Arming a CQ is one plain command with no provider part.
-    ops.req_notify_cq = Some(ibv_cmd_req_notify_cq);
+    ops.req_notify_cq = Some(req_notify_cq);
     ops.resize_cq = Some(resize_cq);
     ops.destroy_cq = Some(destroy_cq);
     ops.create_qp = Some(create_qp);
@@ -445,18 +436,6 @@ pub fn add_data_path_ops(ops: &mut verbs_context_ops) {
     ops.post_srq_recv = Some(post_srq_recv);
     ops.create_ah = Some(create_ah);
     ops.destroy_ah = Some(destroy_ah);
-    // Multicast attach/detach are plain commands too.
-    ops.attach_mcast = Some(ibv_cmd_attach_mcast);
-    ops.detach_mcast = Some(ibv_cmd_detach_mcast);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type1_rkey_moves_its_low_byte() {
-        assert_eq!(next_rkey(0x1234_5600), 0x1234_5601);
-        assert_eq!(next_rkey(0x1234_56ff), 0x1234_5600);
-    }
+    ops.attach_mcast = Some(attach_mcast);
+    ops.detach_mcast = Some(detach_mcast);
 }

@@ -1,0 +1,339 @@
+//! The data path on the host: post_send, post_recv, post_srq_recv and every
+//! ibv_wr_* builder and setter, against heap rings where the test plays the
+//! kernel (consuming entries, checking what was written) and a pipe stands
+//! in for the command fd, so every doorbell can be counted.
+
+use crate::abi::sys::*;
+use crate::ah::Ah;
+use crate::cmd::Errno;
+use crate::context::Context;
+use crate::object::Object;
+use crate::qp::{Payload, Qp, SendOp};
+use crate::queue::Ring;
+use crate::srq::Srq;
+use crate::wqe::{SendLimits, SEND_HEADER};
+use core::mem::size_of;
+use core::ptr;
+
+use ibv_wr_opcode as op;
+
+/// A context whose commands land in a pipe we can read back.
+struct Kernel {
+    ctx: Box<Context>,
+    read_end: i32,
+}
+
+impl Kernel {
+    fn new() -> Kernel {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into our array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) }, 0);
+        Kernel { ctx: Context::for_tests(fds[1]), read_end: fds[0] }
+    }
+
+    /// How many doorbells (zero-WR POST_SEND commands) were rung since last asked.
+    fn doorbells(&self) -> usize {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into our own buffer.
+        let n = unsafe { libc::read(self.read_end, buf.as_mut_ptr().cast(), buf.len()) }.max(0) as usize;
+        let each = size_of::<ib_uverbs_cmd_hdr>() + size_of::<ib_uverbs_post_send>();
+        assert_eq!(n % each, 0, "a doorbell is one whole command");
+        for cmd in buf[..n].chunks(each) {
+            let command = u32::from_ne_bytes(cmd[..4].try_into().unwrap());
+            assert_eq!(command, ib_uverbs_write_cmds::IB_USER_VERBS_CMD_POST_SEND);
+            // wr_count sits after the response address and the QP handle.
+            assert_eq!(u32::from_ne_bytes(cmd[8 + 12..8 + 16].try_into().unwrap()), 0, "no WRs in a doorbell");
+        }
+        n / each
+    }
+
+    fn qp(&self, qp_type: u32, sq_slots: u32, rq_slots: u32) -> Box<Qp> {
+        let limits = SendLimits { max_sge: 4, max_inline: 64, qp_type };
+        Qp::for_tests(&self.ctx, Ring::heap(sq_slots, 256), Some(Ring::heap(rq_slots, 128)), limits, 4)
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(self.read_end);
+            libc::close(self.ctx.cmd_fd());
+        }
+    }
+}
+
+fn send_wr(wr_id: u64, opcode: u32, sg: &mut [ibv_sge]) -> ibv_send_wr {
+    // SAFETY: all-zero is a valid ibv_send_wr.
+    let mut wr: ibv_send_wr = unsafe { core::mem::zeroed() };
+    wr.wr_id = wr_id;
+    wr.opcode = opcode;
+    wr.sg_list = if sg.is_empty() { ptr::null_mut() } else { sg.as_mut_ptr() };
+    wr.num_sge = sg.len() as i32;
+    wr
+}
+
+/// Chains WRs in order and returns the head.
+fn chain(wrs: &mut [ibv_send_wr]) -> *mut ibv_send_wr {
+    for i in (1..wrs.len()).rev() {
+        let next: *mut ibv_send_wr = &mut wrs[i];
+        wrs[i - 1].next = next;
+    }
+    &mut wrs[0]
+}
+
+fn wqe_at(ring: &Ring, index: u32) -> rxe_send_wqe {
+    // SAFETY: the slot holds a send WQE header (integers only).
+    unsafe { ptr::read(ring.sim_slot(index).as_ptr().cast::<rxe_send_wqe>()) }
+}
+
+fn sent(qp: &Qp) -> u32 {
+    qp.with_rings(|sq, _| sq.sim_pending())
+}
+
+#[test]
+fn a_list_is_published_with_one_doorbell() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    let mut sg = [ibv_sge { addr: 0x1000, length: 64, lkey: 1 }];
+    let mut wrs = [send_wr(1, op::IBV_WR_SEND, &mut sg), send_wr(2, op::IBV_WR_SEND, &mut sg), send_wr(3, op::IBV_WR_RDMA_WRITE, &mut sg)];
+    // SAFETY: a list of live local WRs.
+    unsafe { qp.post_send(chain(&mut wrs)) }.unwrap();
+    assert_eq!((sent(&qp), k.doorbells()), (3, 1));
+    qp.with_rings(|sq, _| {
+        for i in 0..3 {
+            let w = wqe_at(sq, i);
+            assert_eq!((w.wr.wr_id, w.ssn, w.dma.length), (i as u64 + 1, i, 64));
+        }
+    });
+}
+
+#[test]
+fn a_bad_wr_stops_the_list_and_the_rest_still_rings() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }];
+    let mut many = [ibv_sge::default(); 5];
+    let mut wrs = [send_wr(1, op::IBV_WR_SEND, &mut sg), send_wr(2, op::IBV_WR_SEND, &mut many), send_wr(3, op::IBV_WR_SEND, &mut sg)];
+    let head = chain(&mut wrs);
+    // SAFETY: as above.
+    let err = unsafe { qp.post_send(head) }.unwrap_err();
+    assert_eq!((err.errno, err.bad), (Errno(libc::EINVAL), &mut wrs[1] as *mut _));
+    assert_eq!((sent(&qp), k.doorbells()), (1, 1));
+}
+
+#[test]
+fn full_send_queue_is_enomem_and_wraps_after_the_kernel_consumes() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 4, 4);
+    let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }];
+    let mut id = 0;
+    for round in 0..5 {
+        for _ in 0..3 {
+            let mut w = send_wr(id, op::IBV_WR_SEND, &mut sg);
+            // SAFETY: a live local WR.
+            unsafe { qp.post_send(&mut w) }.unwrap();
+            id += 1;
+        }
+        let mut w = send_wr(99, op::IBV_WR_SEND, &mut sg);
+        // SAFETY: as above.
+        let err = unsafe { qp.post_send(&mut w) }.unwrap_err();
+        assert_eq!((err.errno, err.bad), (Errno(libc::ENOMEM), &mut w as *mut _), "round {round}");
+        qp.with_rings(|sq, _| {
+            // The last WQE written sits at index id-1 whatever the wrap.
+            assert_eq!(wqe_at(sq, (id - 1) as u32).wr.wr_id, id - 1);
+            sq.sim_consume(3);
+        });
+    }
+    assert_eq!(k.doorbells(), 15);
+}
+
+#[test]
+fn nothing_is_posted_before_rts() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    qp.set_state_for_tests(ibv_qp_state::IBV_QPS_INIT);
+    let mut w = send_wr(1, op::IBV_WR_SEND, &mut []);
+    // SAFETY: a live local WR.
+    let err = unsafe { qp.post_send(&mut w) }.unwrap_err();
+    assert_eq!((err.errno, err.bad), (Errno(libc::EINVAL), &mut w as *mut _));
+    assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+    // Receives are fine in INIT, not in RESET.
+    let mut r = ibv_recv_wr { wr_id: 1, next: ptr::null_mut(), sg_list: ptr::null_mut(), num_sge: 0 };
+    // SAFETY: as above.
+    unsafe { qp.post_recv(&mut r) }.unwrap();
+    qp.set_state_for_tests(ibv_qp_state::IBV_QPS_RESET);
+    // SAFETY: as above.
+    assert_eq!(unsafe { qp.post_recv(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
+}
+
+#[test]
+fn ud_sends_carry_the_ah_and_other_opcodes_are_refused() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_UD, 8, 8);
+    let ah = Ah::for_tests(7);
+    let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }];
+    let mut w = send_wr(1, op::IBV_WR_SEND, &mut sg);
+    w.wr.ud = ibv_send_wr__bindgen_ty_2__bindgen_ty_3 { ah: ah.raw(), remote_qpn: 0x42, remote_qkey: 0x1111 };
+    // SAFETY: a live local WR with our AH.
+    unsafe { qp.post_send(&mut w) }.unwrap();
+    // SAFETY: plain integers.
+    qp.with_rings(|sq, _| assert_eq!(unsafe { wqe_at(sq, 0).wr.wr.ud.ah_num }, 7));
+    // An RDMA write's union holds a remote address where a UD send has its AH.
+    let mut w = send_wr(2, op::IBV_WR_RDMA_WRITE, &mut sg);
+    w.wr.rdma.remote_addr = 0xdead_beef;
+    // SAFETY: a live local WR; the remote address must never be read as an AH.
+    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
+    let mut w = send_wr(3, op::IBV_WR_SEND, &mut sg);
+    // SAFETY: as above.
+    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL), "no AH");
+    assert_eq!((sent(&qp), k.doorbells()), (1, 1));
+}
+
+#[test]
+fn inline_length_wrap_and_null_lists_are_refused_unwritten() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    let mut sg = [ibv_sge { addr: 0x1000, length: 0x8000_0000, lkey: 0 }; 2];
+    let mut w = send_wr(1, op::IBV_WR_SEND, &mut sg);
+    w.send_flags = ibv_send_flags::IBV_SEND_INLINE;
+    // SAFETY: refused before the (bogus) inline addresses are read.
+    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
+    let mut w = send_wr(2, op::IBV_WR_SEND, &mut []);
+    w.num_sge = 1;
+    // SAFETY: the NULL list must be refused, not read.
+    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
+    let mut r = ibv_recv_wr { wr_id: 1, next: ptr::null_mut(), sg_list: ptr::null_mut(), num_sge: 1 };
+    // SAFETY: as above.
+    assert_eq!(unsafe { qp.post_recv(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
+    assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+    qp.with_rings(|_, rq| assert_eq!(rq.unwrap().sim_pending(), 0));
+}
+
+#[test]
+fn receives_wrap_around_on_qp_and_srq() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 4, 4);
+    let srq = Srq::for_tests(&k.ctx, Ring::heap(4, 128), 2);
+    let mut sg = [ibv_sge { addr: 0x2000, length: 32, lkey: 2 }];
+    for _ in 0..10 {
+        let mut r = ibv_recv_wr { wr_id: 5, next: ptr::null_mut(), sg_list: sg.as_mut_ptr(), num_sge: 1 };
+        // SAFETY: a live local WR.
+        unsafe { qp.post_recv(&mut r) }.unwrap();
+        // SAFETY: as above.
+        unsafe { srq.post_recv(&mut r) }.unwrap();
+        qp.with_rings(|_, rq| rq.unwrap().sim_consume(1));
+        srq.with_ring(|ring| ring.sim_consume(1));
+    }
+    let mut r = ibv_recv_wr { wr_id: 6, next: ptr::null_mut(), sg_list: sg.as_mut_ptr(), num_sge: 3 };
+    // SAFETY: as above.
+    let err = unsafe { srq.post_recv(&mut r) }.unwrap_err();
+    assert_eq!((err.errno, err.bad), (Errno(libc::EINVAL), &mut r as *mut _));
+    assert_eq!(k.doorbells(), 0, "receives need no doorbell");
+}
+
+/// Every builder and setter of the extended API in one batch.
+#[test]
+fn every_wr_builder_in_one_batch() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 16, 8);
+    // SAFETY: all-zero is a valid ibv_mw; the unbind needs no MR.
+    let mw: ibv_mw = unsafe { core::mem::zeroed() };
+    let unbind = ibv_mw_bind_info { mr: ptr::null_mut(), addr: 0, length: 0, mw_access_flags: 0 };
+    let data = *b"inline!";
+    let sges = [ibv_sge { addr: 0x1000, length: 10, lkey: 1 }, ibv_sge { addr: 0x2000, length: 20, lkey: 2 }];
+    let bufs = [ibv_data_buf { addr: data.as_ptr() as *mut _, length: 3 }, ibv_data_buf { addr: data[3..].as_ptr() as *mut _, length: 4 }];
+    let ops = [
+        (SendOp::Send, op::IBV_WR_SEND),
+        (SendOp::SendImm(0x1234), op::IBV_WR_SEND_WITH_IMM),
+        (SendOp::SendInv(0x55), op::IBV_WR_SEND_WITH_INV),
+        (SendOp::RdmaWrite { rkey: 9, addr: 0x9000 }, op::IBV_WR_RDMA_WRITE),
+        (SendOp::RdmaWriteImm { rkey: 9, addr: 0x9000, imm: 1 }, op::IBV_WR_RDMA_WRITE_WITH_IMM),
+        (SendOp::RdmaRead { rkey: 9, addr: 0x9008 }, op::IBV_WR_RDMA_READ),
+        (SendOp::CmpSwp { rkey: 9, addr: 0x9010, compare: 1, swap: 2 }, op::IBV_WR_ATOMIC_CMP_AND_SWP),
+        (SendOp::FetchAdd { rkey: 9, addr: 0x9018, add: 3 }, op::IBV_WR_ATOMIC_FETCH_AND_ADD),
+        (SendOp::LocalInv(0x66), op::IBV_WR_LOCAL_INV),
+        (SendOp::BindMw { mw: &mw as *const _ as *mut _, rkey: 0x77, info: &unbind }, op::IBV_WR_BIND_MW),
+    ];
+    // SAFETY: one batch on this thread, ended by wr_complete; all pointers are live locals.
+    unsafe {
+        qp.wr_start();
+        for (i, (send_op, _)) in ops.iter().enumerate() {
+            (*qp.ex_raw()).wr_id = i as u64;
+            qp.wr_build(*send_op);
+            match i % 3 {
+                0 => qp.wr_set(Payload::Sge { lkey: 1, addr: 0x1000, length: 100 }),
+                1 => qp.wr_set(Payload::SgeList { list: sges.as_ptr(), count: 2 }),
+                _ => qp.wr_set(Payload::Inline { bufs: bufs.as_ptr(), count: 2 }),
+            }
+        }
+        qp.wr_complete().unwrap();
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (ops.len() as u32, 1));
+    qp.with_rings(|sq, _| {
+        for (i, (_, opcode)) in ops.iter().enumerate() {
+            let w = wqe_at(sq, i as u32);
+            assert_eq!((w.wr.wr_id, w.wr.opcode, w.ssn), (i as u64, *opcode, i as u32));
+            let expect_len = [100, 30, 7][i % 3];
+            assert_eq!(w.dma.length, expect_len, "WQE {i}");
+        }
+        // SAFETY: plain integers.
+        assert_eq!(unsafe { wqe_at(sq, 6).wr.wr.atomic.swap }, 2);
+        assert_eq!(&sq.sim_slot(2)[SEND_HEADER..SEND_HEADER + 7], &data);
+    });
+}
+
+#[test]
+fn a_failed_setter_fails_the_batch_and_publishes_nothing() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    let data = [0u8; 4];
+    let wrapping = [ibv_data_buf { addr: data.as_ptr() as *mut _, length: usize::MAX }, ibv_data_buf { addr: data.as_ptr() as *mut _, length: 2 }];
+    // SAFETY: batches on this thread, each ended; pointers are live locals.
+    unsafe {
+        qp.wr_start();
+        qp.wr_set(Payload::Sge { lkey: 1, addr: 0, length: 1 }); // no WQE yet
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+
+        qp.wr_start();
+        qp.wr_build(SendOp::Send);
+        qp.wr_set(Payload::Inline { bufs: wrapping.as_ptr(), count: 2 });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::ENOSPC)));
+
+        qp.wr_start();
+        qp.wr_build(SendOp::Send);
+        qp.wr_set(Payload::SgeList { list: ptr::null(), count: 1 });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+
+        qp.wr_start();
+        qp.wr_build(SendOp::BindMw { mw: ptr::null_mut(), rkey: 1, info: ptr::null() });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+
+        qp.wr_start();
+        qp.wr_build(SendOp::Send);
+        qp.wr_abort();
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+}
+
+#[test]
+fn a_batch_that_overfills_the_queue_is_enospc() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_UD, 4, 4);
+    let ah = Ah::for_tests(3);
+    // SAFETY: batches on this thread, each ended.
+    unsafe {
+        qp.wr_start();
+        for _ in 0..3 {
+            qp.wr_build(SendOp::Send);
+            qp.wr_set(Payload::UdAddr { ah: ah.raw(), remote_qpn: 1, remote_qkey: 2 });
+        }
+        qp.wr_complete().unwrap();
+        qp.wr_start();
+        qp.wr_build(SendOp::Send);
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::ENOSPC)));
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (3, 1));
+    // SAFETY: plain integers.
+    qp.with_rings(|sq, _| assert_eq!(unsafe { wqe_at(sq, 2).wr.wr.ud.ah_num }, 3));
+}
