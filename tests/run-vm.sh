@@ -1,7 +1,11 @@
 #!/bin/bash
 # Boots Debian's kernel once under qemu (virtme-ng), brings up rxe0 on the
-# VM's isolated NIC and runs the named guest suites (tests/guest/*.sh)
-# through the stock librxe and ours. Results land in <out dir>.
+# VM's isolated NIC and runs the named guest suites (the functions
+# <suite>_suite in tests/guest/*.sh) through the stock librxe and ours.
+# Results land in <out dir>.
+# Every C program under tests/programs/, tests/edge/ and tests/safety/ is
+# built first into target/vmtest/bin/<name> (a new .c file there needs no
+# edit here).
 # usage: tests/run-vm.sh <out dir> <suite>...
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,17 +13,22 @@ out=$1
 shift
 bin=$repo/target/vmtest/bin
 [ -e "$repo/target/release/librxe_rs.so" ] || { echo "target/release/librxe_rs.so is missing: run cargo build --release" >&2; exit 1; }
-mkdir -p "$bin"
-for prog in programs/mr_cases programs/reg_demo edge/edge; do
-	gcc -O2 -Wall -o "$bin/$(basename $prog)" "$repo/tests/$prog.c" -libverbs -lpthread
+rm -rf "$bin" && mkdir -p "$bin"
+shopt -s nullglob
+for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safety/*.c; do
+	name=$(basename "$src" .c)
+	[ ! -e "$bin/$name" ] || { echo "two test programs are named $name: rename one ($src)" >&2; exit 1; }
+	gcc -O2 -Wall -o "$bin/$name" "$src" -libverbs -lrdmacm -lpthread
 done
+shopt -u nullglob
 rm -rf "$out" && mkdir -p "$out"
 kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
-# No KVM here: software emulation with 2 CPUs, as checked in shared/notes.
+# No KVM for this guest: software emulation, kept at 2 CPUs and 4 GiB.
 timeout 4800 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
 	--rwdir "$out" --exec "bash $repo/tests/guest/main.sh $repo $out $bin $*" > "$out/vm.log" 2>&1 || true
 if [ "$(cat "$out/finished" 2>/dev/null)" != ok ]; then
 	echo "the VM run did not finish; last lines of $out/vm.log:" >&2
 	tail -20 "$out/vm.log" >&2
+	[ ! -s "$out/setup.txt" ] || { echo "--- $out/setup.txt:" >&2; cat "$out/setup.txt" >&2; }
 	exit 1
 fi

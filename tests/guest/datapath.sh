@@ -1,4 +1,4 @@
-# The data path (issue 3): real programs through each provider.
+# The data path: real programs through each provider.
 
 examples() {
 	local p=$1
@@ -64,13 +64,19 @@ pyverbs_suite() {
 	echo "exit=$?" >> "$OUT/pyverbs.$p.txt"
 }
 
+# tests/edge/edge.c: data-path edge cases and threads, one process.
+edge_cases() {
+	local p=$1
+	only "$p" "edge.$p" timeout 300 "$BIN/edge" rxe0 1 > "$OUT/edge.$p.txt" 2>&1
+	echo "exit=$?" >> "$OUT/edge.$p.txt"
+}
+
 datapath_suite() {
 	for p in stock ours; do
 		examples "$p"
 		perftests "$p"
 		rdmacm "$p"
-		only "$p" "edge.$p" timeout 300 "$BIN/edge" rxe0 1 > "$OUT/edge.$p.txt" 2>&1
-		echo "exit=$?" >> "$OUT/edge.$p.txt"
+		edge_cases "$p"
 	done
 	for p in stock ours; do
 		pyverbs_suite "$p"
