@@ -13,6 +13,7 @@ mkdir -p "$bin"
 for prog in programs/mr_cases programs/reg_demo edge/edge; do
 	gcc -O2 -Wall -o "$bin/$(basename $prog)" "$repo/tests/$prog.c" -libverbs -lpthread
 done
+for prog in bad_inputs privdrop; do gcc -O2 -Wall -Wextra -o "$bin/$prog" "$repo/tests/safety/$prog.c" -libverbs; done
 rm -rf "$out" && mkdir -p "$out"
 kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 # No KVM here: software emulation with 2 CPUs, as checked in shared/notes.

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+#[path = "vm/safety.rs"]
+mod safety;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -30,7 +33,7 @@ fn out() -> &'static Path {
         let status = Command::new("bash")
             .arg(repo().join("tests/run-vm.sh"))
             .arg(&out)
-            .args(["core", "datapath"])
+            .args(["core", "datapath", "safety"])
             .status()
             .map_err(|e| format!("cannot run tests/run-vm.sh: {e}"))?;
         if !status.success() {

@@ -7,6 +7,7 @@ here=$(dirname "$0")
 . "$here/common.sh"
 . "$here/core.sh"
 . "$here/datapath.sh"
+. "$here/safety.sh"
 : > "$CASES"
 if ! setup_rxe > "$OUT/setup.txt" 2>&1; then
 	echo "setup failed" >> "$OUT/setup.txt"
