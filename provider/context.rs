@@ -14,6 +14,9 @@ use std::sync::OnceLock;
 #[repr(C)]
 pub struct Context {
     pub vctx: verbs_context,
+    /// Set once write(2) was refused for changed credentials: the send
+    /// doorbell then goes by ioctl (uverbs_ioctl::doorbell).
+    pub doorbell_via_ioctl: core::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -65,7 +68,8 @@ fn ops() -> &'static verbs_context_ops {
 /// # Safety
 /// `device` must be a device libibverbs matched to us.
 pub unsafe fn open(device: *mut ibv_device, cmd_fd: c_int) -> Result<*mut verbs_context> {
-    // SAFETY: libibverbs callocs a Context (all-zero is valid for it) and
+    // SAFETY: libibverbs callocs a Context (all-zero is valid for it: a
+    // zeroed verbs_context, and an AtomicBool that is false) and
     // initializes its verbs_context; it closes cmd_fd on failure.
     let raw = unsafe {
         _verbs_init_and_alloc_context(
@@ -82,10 +86,15 @@ pub unsafe fn open(device: *mut ibv_device, cmd_fd: c_int) -> Result<*mut verbs_
     }
     // SAFETY: raw is a fresh, initialized, exclusively owned Context.
     let ctx = unsafe { &mut *raw };
-    match cmd::write(cmd_fd, ib_uverbs_get_context::default()) {
-        Ok(resp) => {
-            ctx.vctx.context.async_fd = resp.async_fd as c_int;
-            ctx.vctx.context.num_comp_vectors = resp.num_comp_vectors as c_int;
+    match crate::uverbs_ioctl::get_context(cmd_fd) {
+        Ok(info) => {
+            ctx.vctx.context.async_fd = info.async_fd;
+            ctx.vctx.context.num_comp_vectors = info.num_comp_vectors as c_int;
+            if let Some(bits) = info.core_support {
+                // SAFETY: every device libibverbs matches to us is a verbs_device;
+                // libibverbs itself stores the field this way on GET_CONTEXT.
+                unsafe { (*device.cast::<verbs_device>()).core_support = bits };
+            }
         }
         Err(e) => {
             log::error!("{}: GET_CONTEXT refused by the kernel: {e}", ctx.name());
@@ -324,8 +333,8 @@ fn fw_ver_string(raw: u64) -> [core::ffi::c_char; 64] {
 
 /// `ibv_query_port`. libibverbs has already zeroed `attr`.
 pub fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) -> Result<()> {
-    let req = ib_uverbs_query_port { port_num, ..Default::default() };
-    let r = cmd::write(ctx.cmd_fd(), req)?;
+    let ex = crate::uverbs_ioctl::query_port(ctx.cmd_fd(), port_num)?;
+    let r = ex.legacy_resp;
     attr.state = r.state as _;
     attr.max_mtu = r.max_mtu as _;
     attr.active_mtu = r.active_mtu as _;
@@ -347,6 +356,7 @@ pub fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) -> Resu
     attr.phys_state = r.phys_state;
     attr.link_layer = r.link_layer;
     attr.flags = r.flags;
+    attr.port_cap_flags2 = ex.port_cap_flags2;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod pd;
 pub mod qp;
 pub mod queue;
 pub mod srq;
+pub mod uverbs_ioctl;
 pub mod wqe;
 
 /// Registers the provider with libibverbs when it dlopens us, as

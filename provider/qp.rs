@@ -4,13 +4,12 @@
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::ah::Ah;
-use crate::cmd::{self, Errno, Result};
+use crate::cmd::{Errno, Result};
 use crate::context::Context;
 use crate::queue::{is_full, next_index, Ring, SpinLock};
 use crate::wqe::{self, SendLimits};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
-use core::mem::size_of;
 use core::ptr;
 
 use ibv_qp_create_send_ops_flags as ops;
@@ -262,14 +261,8 @@ pub unsafe fn destroy(qp: *mut ibv_qp) -> Result<()> {
 
 /// Tells the kernel new send WQEs are waiting: a POST_SEND write with no WRs.
 fn doorbell(qp: &Qp) -> Result<()> {
-    let req = ib_uverbs_post_send {
-        qp_handle: qp.handle(),
-        wr_count: 0,
-        sge_count: 0,
-        wqe_size: size_of::<ibv_send_wr>() as u32,
-        ..Default::default()
-    };
-    cmd::write(qp.context().cmd_fd(), req).map(|_| ())
+    let ctx = qp.context();
+    crate::uverbs_ioctl::doorbell(ctx.cmd_fd(), qp.handle(), &ctx.doorbell_via_ioctl)
 }
 
 fn state_name(state: ibv_qp_state::Type) -> &'static str {
