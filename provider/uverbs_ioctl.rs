@@ -587,6 +587,23 @@ mod tests {
     }
 
     #[test]
+    fn a_file_without_the_ioctl_falls_back_to_write() {
+        // /dev/null has no ioctl handler (ENOTTY) and swallows writes: the
+        // transport must fall back to write(2), and remember to.
+        use std::os::fd::AsRawFd;
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+        let fd = null.as_raw_fd();
+        assert_eq!(get_context_ioctl(fd), Err(Errno(libc::ENOTTY)));
+        assert!(known_missing(Method::InvokeWrite) && known_missing(Method::QueryPort));
+        assert_eq!(query_port_ioctl(fd, 1).map(drop), Err(Errno(libc::EPROTONOSUPPORT)));
+        let resp = cmd::write(fd, ib_uverbs_alloc_pd::default()).unwrap();
+        assert_eq!(resp.pd_handle, 0);
+        let via_ioctl = AtomicBool::new(false);
+        assert_eq!(doorbell(fd, 3, &via_ioctl), Ok(()));
+        assert!(!via_ioctl.load(Ordering::Relaxed));
+    }
+
+    #[test]
     fn doorbell_is_post_send_without_work_requests() {
         let r = doorbell_request(42);
         assert_eq!((r.qp_handle, r.wr_count, r.sge_count, r.response), (42, 0, 0, 0));
