@@ -17,7 +17,7 @@ fn main() {
         .header("provider/abi/wrapper.h")
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .allowlist_type("ibv_.*|verbs_context|_ibv_.*|ib_uverbs_.*|rxe_.*|mminfo")
-        .allowlist_var("IB_USER_VERBS_.*|IBV_.*|RXE_.*|RDMA_VERBS_IOCTL|UVERBS_.*")
+        .allowlist_var("IB_USER_VERBS_.*|IBV_.*|RXE_.*|RDMA_VERBS_IOCTL|RDMA_IOCTL_MAGIC|UVERBS_.*")
         .allowlist_type("ib_uverbs_write_cmds|ib_uverbs_ex_write_cmds|rdma_driver_id")
         .allowlist_type("uverbs_.*|ib_uverbs_access_flags")
         // Values read from C may be any integer: never Rust enums for them.

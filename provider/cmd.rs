@@ -1,5 +1,10 @@
-//! The uverbs command layer: one `write(2)` on the context's command fd per
-//! command, answered in place by the kernel, turned into `Result<_, Errno>`.
+//! The uverbs command layer: one command per call on the context's command
+//! fd, answered in place by the kernel, turned into `Result<_, Errno>`.
+//!
+//! Commands go through the ioctl interface's INVOKE_WRITE method
+//! ([`crate::uverbs_ioctl`]), which keeps working after the process changes
+//! credentials; `write(2)`, which the kernel then refuses with EACCES, is the
+//! fallback for kernels without it. The framing below is that of `write(2)`.
 //!
 //! Legacy commands are `ib_uverbs_cmd_hdr` + core request (+ driver request);
 //! the kernel writes the core response (+ driver response) to the address in the
@@ -9,6 +14,7 @@
 //! address) and count 8-byte words, core and driver parts separately.
 
 use crate::abi::sys::*;
+use crate::uverbs_ioctl::{self, as_bytes, as_bytes_mut, Plain};
 use core::ffi::c_int;
 use core::fmt;
 use core::mem::size_of;
@@ -104,9 +110,9 @@ pub(crate) fn destroy_outcome(res: Result<()>) -> Result<()> {
 /// # Safety
 /// `Self` must be the kernel's request struct for `ID` (from the uapi header),
 /// and `Resp` its response struct (or `()` when the command has none).
-pub(crate) unsafe trait WriteCmd {
+pub(crate) unsafe trait WriteCmd: Plain {
     const ID: u32;
-    type Resp: Default;
+    type Resp: Default + Plain;
     /// Stores where the kernel must write the response.
     fn set_response(&mut self, _addr: u64) {}
 }
@@ -115,13 +121,18 @@ pub(crate) unsafe trait WriteCmd {
 ///
 /// # Safety
 /// As for [`WriteCmd`]; both sizes must be multiples of 8.
-pub(crate) unsafe trait WriteCmdEx {
+pub(crate) unsafe trait WriteCmdEx: Plain {
     const ID: u32;
-    type Resp: Default;
+    type Resp: Default + Plain;
 }
 
+// uapi command structs are integers and explicit reserved fields only.
 macro_rules! write_cmd {
     ($req:ty => $resp:ty, $id:expr) => {
+        // SAFETY: uapi structs (see above).
+        unsafe impl Plain for $req {}
+        // SAFETY: as above.
+        unsafe impl Plain for $resp {}
         // SAFETY: each use below pairs a uapi request struct with its number and response.
         unsafe impl WriteCmd for $req {
             const ID: u32 = $id;
@@ -132,6 +143,8 @@ macro_rules! write_cmd {
         }
     };
     ($req:ty, $id:expr) => {
+        // SAFETY: uapi struct (see above).
+        unsafe impl Plain for $req {}
         // SAFETY: as above, for commands without a response.
         unsafe impl WriteCmd for $req {
             const ID: u32 = $id;
@@ -153,6 +166,10 @@ write_cmd!(ib_uverbs_dealloc_mw, w::IB_USER_VERBS_CMD_DEALLOC_MW);
 // With no WRs, POST_SEND is rxe's send doorbell.
 write_cmd!(ib_uverbs_post_send => ib_uverbs_post_send_resp, w::IB_USER_VERBS_CMD_POST_SEND);
 
+// SAFETY: uapi structs (see above).
+unsafe impl Plain for ib_uverbs_ex_query_device {}
+// SAFETY: as above.
+unsafe impl Plain for ib_uverbs_ex_query_device_resp {}
 // SAFETY: the uapi's extended QUERY_DEVICE request and response (16 and 8-byte multiples).
 unsafe impl WriteCmdEx for ib_uverbs_ex_query_device {
     // The extended QUERY_DEVICE reuses the legacy command number.
@@ -203,7 +220,35 @@ fn write_all(fd: RawFd, buf: *const u8, len: usize) -> Result<()> {
 
 /// Runs a legacy command with provider-specific request `drv_in` and response
 /// `DOut` (use `()` for none); returns the core and driver responses.
-pub(crate) fn write_with<C: WriteCmd, DIn, DOut: Default>(
+/// INVOKE_WRITE by ioctl, or write(2) where the kernel lacks it.
+pub(crate) fn write_with<C: WriteCmd, DIn: Plain, DOut: Plain + Default>(
+    fd: RawFd,
+    core: C,
+    drv_in: DIn,
+) -> Result<(C::Resp, DOut)> {
+    let mut resp = C::Resp::default();
+    let mut drv_out = DOut::default();
+    let sent = uverbs_ioctl::invoke_write(
+        fd,
+        C::ID,
+        as_bytes(&core),
+        as_bytes_mut(&mut resp),
+        as_bytes(&drv_in),
+        as_bytes_mut(&mut drv_out),
+    );
+    match sent {
+        Ok(()) => Ok((resp, drv_out)),
+        Err(e) if uverbs_ioctl::falls_back(e) => syscall_write_with(fd, core, drv_in),
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs a legacy command by write(2) only.
+pub(crate) fn write_syscall<C: WriteCmd>(fd: RawFd, core: C) -> Result<C::Resp> {
+    syscall_write_with::<C, (), ()>(fd, core, ()).map(|(resp, ())| resp)
+}
+
+fn syscall_write_with<C: WriteCmd, DIn, DOut: Default>(
     fd: RawFd,
     mut core: C,
     drv_in: DIn,
@@ -227,8 +272,18 @@ pub(crate) fn write<C: WriteCmd>(fd: RawFd, core: C) -> Result<C::Resp> {
     write_with::<C, (), ()>(fd, core, ()).map(|(resp, ())| resp)
 }
 
-/// Runs an extended command with no provider-specific data.
+/// Runs an extended command with no provider-specific data: INVOKE_WRITE by
+/// ioctl, or write(2) where the kernel lacks it.
 pub(crate) fn write_ex<C: WriteCmdEx>(fd: RawFd, core: C) -> Result<C::Resp> {
+    let mut resp = C::Resp::default();
+    match uverbs_ioctl::invoke_write_ex(fd, C::ID, as_bytes(&core), as_bytes_mut(&mut resp)) {
+        Ok(()) => Ok(resp),
+        Err(e) if uverbs_ioctl::falls_back(e) => syscall_write_ex(fd, core),
+        Err(e) => Err(e),
+    }
+}
+
+fn syscall_write_ex<C: WriteCmdEx>(fd: RawFd, core: C) -> Result<C::Resp> {
     const { assert!(size_of::<C>() % 8 == 0 && size_of::<C::Resp>() % 8 == 0) };
     let mut resp = C::Resp::default();
     let req = Framed {

@@ -16,10 +16,14 @@ use std::os::fd::RawFd;
 #[repr(C)]
 pub(crate) struct Context {
     vctx: UnsafeCell<verbs_context>,
+    /// Set once write(2) was refused for changed credentials: the send
+    /// doorbell then goes by ioctl (uverbs_ioctl::doorbell).
+    pub(crate) doorbell_via_ioctl: core::sync::atomic::AtomicBool,
 }
 
 // SAFETY: after open we only read fields that libibverbs no longer changes
-// (cmd_fd, device); everything else in it is libibverbs' to synchronize.
+// (cmd_fd, device), and the flag is atomic; everything else in it is
+// libibverbs' to synchronize.
 unsafe impl Sync for Context {}
 
 // SAFETY: ibv_context sits `RAW_OFFSET` bytes into verbs_context, our first
@@ -74,7 +78,8 @@ impl Context {
 /// # Safety
 /// `device` must be a device libibverbs matched to us.
 pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: &'static verbs_context_ops) -> Result<*mut verbs_context> {
-    // SAFETY: libibverbs callocs a Context (all-zero is valid for it) and
+    // SAFETY: libibverbs callocs a Context (all-zero is valid for it: a
+    // zeroed verbs_context, and an AtomicBool that is false) and
     // initializes its verbs_context; it closes cmd_fd on failure.
     let raw = unsafe {
         _verbs_init_and_alloc_context(
@@ -91,12 +96,17 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: &'static 
     }
     // SAFETY: raw is a fresh, initialized Context nobody else holds yet.
     let ctx = unsafe { &*raw };
-    match cmd::write(cmd_fd, ib_uverbs_get_context::default()) {
-        Ok(resp) => {
+    match crate::uverbs_ioctl::get_context(cmd_fd) {
+        Ok(info) => {
             // SAFETY: not shared yet.
             unsafe {
-                (*ctx.raw()).async_fd = resp.async_fd as c_int;
-                (*ctx.raw()).num_comp_vectors = resp.num_comp_vectors as c_int;
+                (*ctx.raw()).async_fd = info.async_fd;
+                (*ctx.raw()).num_comp_vectors = info.num_comp_vectors as c_int;
+            }
+            if let Some(bits) = info.core_support {
+                // SAFETY: every device libibverbs matches to us is a verbs_device;
+                // libibverbs itself stores the field this way on GET_CONTEXT.
+                unsafe { (*device.cast::<verbs_device>()).core_support = bits };
             }
         }
         Err(e) => {
@@ -336,8 +346,8 @@ fn fw_ver_string(raw: u64) -> [core::ffi::c_char; 64] {
 
 /// `ibv_query_port`. libibverbs has already zeroed `attr`.
 pub(crate) fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) -> Result<()> {
-    let req = ib_uverbs_query_port { port_num, ..Default::default() };
-    let r = cmd::write(ctx.cmd_fd(), req)?;
+    let ex = crate::uverbs_ioctl::query_port(ctx.cmd_fd(), port_num)?;
+    let r = ex.legacy_resp;
     attr.state = r.state as _;
     attr.max_mtu = r.max_mtu as _;
     attr.active_mtu = r.active_mtu as _;
@@ -359,6 +369,7 @@ pub(crate) fn query_port(ctx: &Context, port_num: u8, attr: &mut ibv_port_attr) 
     attr.phys_state = r.phys_state;
     attr.link_layer = r.link_layer;
     attr.flags = r.flags;
+    attr.port_cap_flags2 = ex.port_cap_flags2;
     Ok(())
 }
 

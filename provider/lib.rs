@@ -37,6 +37,7 @@ mod qp;
 mod queue;
 mod recv;
 mod srq;
+mod uverbs_ioctl;
 mod wqe;
 
 #[cfg(test)]

@@ -483,8 +483,9 @@ fn with_env<R>(name: &CStr, secure: bool, f: impl FnOnce(Option<&CStr>) -> R) ->
     f((!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }))
 }
 
-/// Maps `VERBS_LOG_LEVEL`'s numbers onto `log`'s levels.
-pub fn level_from_env(value: Option<&str>) -> LevelFilter {
+/// Maps `VERBS_LOG_LEVEL`'s numbers onto `log`'s levels (tests' entry).
+#[cfg(test)]
+fn level_from_env(value: Option<&str>) -> LevelFilter {
     level_from_bytes(value.map(str::as_bytes))
 }
 

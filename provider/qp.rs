@@ -14,7 +14,7 @@ use crate::wqe::{self, MwBind, PostError, Refusal, SendLimits, UdAddress};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::fmt;
-use core::mem::{size_of, MaybeUninit};
+use core::mem::MaybeUninit;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -405,8 +405,8 @@ impl Qp {
 
     /// Tells the kernel new send WQEs are waiting: a POST_SEND with no WRs.
     fn doorbell(&self) -> Result<()> {
-        let req = ib_uverbs_post_send { qp_handle: self.handle(), wqe_size: size_of::<ibv_send_wr>() as u32, ..Default::default() };
-        cmd::write(self.context().cmd_fd(), req).map(|_| ()).inspect_err(|e| {
+        let ctx = self.context();
+        crate::uverbs_ioctl::doorbell(ctx.cmd_fd(), self.handle(), &ctx.doorbell_via_ioctl).inspect_err(|e| {
             log::error!("{}: send doorbell of QP {:#x} refused with {e}", self.context().name(), self.qp_num())
         })
     }

@@ -381,6 +381,7 @@ impl<T> SpinLock<T> {
     #[inline(always)]
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         self.acquire();
+        crate::log::enter_queue_lock();
         SpinGuard { lock: self }
     }
 
@@ -396,6 +397,7 @@ impl<T> SpinLock<T> {
     /// not resumed it since, and no other guard of it is live.
     pub(crate) unsafe fn resume(&self) -> SpinGuard<'_, T> {
         debug_assert!(self.locked.load(Ordering::Relaxed));
+        crate::log::enter_queue_lock();
         SpinGuard { lock: self }
     }
 }
@@ -426,6 +428,8 @@ impl<T> SpinGuard<'_, T> {
     /// calls (wr_start..wr_complete, start_poll..end_poll). Only
     /// [`SpinLock::resume`] and dropping the resumed guard release it.
     pub(crate) fn park(self) {
+        // Between C calls nothing of ours runs under it: logging is fine there.
+        crate::log::leave_queue_lock();
         core::mem::forget(self);
     }
 }
@@ -434,6 +438,7 @@ impl<T> Drop for SpinGuard<'_, T> {
     #[inline(always)]
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
+        crate::log::leave_queue_lock();
     }
 }
 
