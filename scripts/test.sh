@@ -1,5 +1,6 @@
 #!/bin/bash
 # Every test. Run as root on Debian 12.
+#  0. clippy, with warnings as errors.
 #  1. The hermetic tests (plain `cargo test`: no root, no VM, no network).
 #  2. The VM integration tests (tests/vm.rs, behind the vm-tests feature),
 #     which boot Debian's kernel with rdma_rxe once and compare our provider
@@ -10,6 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release
+cargo clippy --release --all-targets --features vm-tests -- -D warnings
 cargo test --release
 cargo test --release --features vm-tests --test vm -- --test-threads=8
 bash tests/packaging/run.sh
