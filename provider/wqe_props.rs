@@ -526,8 +526,9 @@ fn run_sge_list(c: SgeListCase) -> Result<(), TestCaseError> {
 }
 
 fn run_sge(max_sge: u32, max_inline: u32, lkey: u32, addr: u64, length: u32) -> Result<(), TestCaseError> {
-    // ibv_wr_set_sge is one SGE: the slot holds at least one whenever the QP has max_sge >= 1.
-    let max_sge = max_sge.max(1);
+    // ibv_wr_set_sge writes one SGE whatever max_sge is (as librxe does);
+    // even max_sge 0 leaves room for it, the header (208 bytes) being
+    // rounded up to a 256-byte slot.
     let slot_len = send_slot_len(max_sge, max_inline);
     let mut arena = Arena::new(slot_len);
     wqe::start_send(arena.slot(slot_len), 5, op::IBV_WR_SEND, 0, 0);
