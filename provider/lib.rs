@@ -42,6 +42,8 @@ mod wqe;
 
 #[cfg(test)]
 mod datapath_tests;
+#[cfg(test)]
+mod wqe_props;
 
 /// Registers the provider with libibverbs when it dlopens us, as
 /// rdma-core's PROVIDER_DRIVER macro does for C providers.
