@@ -15,8 +15,9 @@
 //! * The file is opened `O_APPEND|O_NOFOLLOW|O_CLOEXEC`, created with mode
 //!   0600, plus `O_NONBLOCK|O_NOCTTY` so a FIFO without a reader or a terminal
 //!   can neither hang nor adopt the process. If it cannot be opened (a symlink
-//!   is refused), one line on stderr says why and logging is off: we do not
-//!   silently redirect messages meant for a file onto the application's stderr.
+//!   is refused; a process that dropped privileges may lack permission), one
+//!   line on stderr says why and the messages go to stderr, as libibverbs
+//!   does with its own.
 //! * Lines are formatted into a fixed stack buffer (no heap: an out-of-memory
 //!   process must not abort over a log line), truncated with `...`, control
 //!   characters blanked so a message cannot forge lines, and written with one
@@ -38,6 +39,9 @@ use std::sync::OnceLock;
 
 /// Longest line written, newline included.
 pub const LINE_MAX: usize = 1024;
+/// The log target of data-path lines (post and doorbell refusals): only
+/// these are rate-limited, per call site.
+pub(crate) const HOT: &str = "rxe_rs::hot";
 /// Lines a call site may log back to back before being limited.
 pub const BURST: u64 = 10;
 /// Once limited, a call site gets one line per this many nanoseconds.
@@ -383,7 +387,7 @@ fn complain(fd: c_int, path: &CStr, err: c_int) {
             let _ = fmt::write(&mut line, format_args!("errno {err}"));
         }
     }
-    line.push_str("; logging is off");
+    line.push_str("; logging to stderr");
     write_line(fd, line.finish());
 }
 
@@ -408,9 +412,12 @@ impl VerbsLogger {
             (_, None) => (level, Sink::Stderr),
             (_, Some(path)) => match open_log_file(path) {
                 Ok(fd) => (level, Sink::File(fd)),
+                // As libibverbs does, a file that cannot be opened (a
+                // symlink, no permission after a privilege drop) leaves
+                // the messages on stderr, where they were asked to show.
                 Err(err) => {
                     complain(complain_fd, path, err);
-                    (LevelFilter::Off, Sink::Nowhere)
+                    (level, Sink::Stderr)
                 }
             },
         };
@@ -436,8 +443,16 @@ impl Log for VerbsLogger {
         let Some(fd) = self.sink.fd() else { return };
         let site = record.file().or(record.module_path()).unwrap_or(record.target());
         let line_no = record.line().unwrap_or(0);
-        let Verdict::Pass { suppressed, shared } = self.limiter.check(site_key(site.as_bytes(), line_no), (self.clock)()) else {
-            return;
+        // Only the data path can repeat a line in a tight loop (a sender
+        // retrying on ENOMEM); a control-path refusal costs a syscall and
+        // each says something of its own.
+        let (suppressed, shared) = if record.target() == HOT {
+            let Verdict::Pass { suppressed, shared } = self.limiter.check(site_key(site.as_bytes(), line_no), (self.clock)()) else {
+                return;
+            };
+            (suppressed, shared)
+        } else {
+            (0, false)
         };
         if suppressed > 0 {
             let mut note = LineBuf::<256>::new();
@@ -773,12 +788,12 @@ mod tests {
 
         let (mine, theirs) = seqpacket_pair();
         let logger = VerbsLogger::new(LevelFilter::Debug, Some(&c_path(&link)), theirs.as_raw_fd(), fake_clock);
-        assert_eq!(logger.level, LevelFilter::Off);
-        assert!(logger.sink.fd().is_none());
+        assert_eq!(logger.level, LevelFilter::Debug);
+        assert_eq!(logger.sink.fd(), Some(libc::STDERR_FILENO));
         let msg = recv_all(&mine);
         assert_eq!(msg.len(), 1);
         assert!(msg[0].starts_with("rxe_rs: cannot open VERBS_LOG_FILE "), "{msg:?}");
-        assert!(msg[0].ends_with("link: it is a symbolic link, which is refused; logging is off\n"), "{msg:?}");
+        assert!(msg[0].ends_with("link: it is a symbolic link, which is refused; logging to stderr\n"), "{msg:?}");
         assert!(!target.exists());
     }
 
@@ -843,9 +858,19 @@ mod tests {
         (logger, mine)
     }
 
-    /// Logs as `log::warn!` at `file:line` would.
+    /// Logs as a data-path `log::warn!(target: HOT, ...)` at `file:line` would.
     fn emit(logger: &VerbsLogger, level: Level, line: u32, args: fmt::Arguments<'_>) {
-        logger.log(&Record::builder().args(args).level(level).target("rxe_rs::qp").file(Some("provider/qp.rs")).line(Some(line)).build());
+        logger.log(&Record::builder().args(args).level(level).target(HOT).file(Some("provider/qp.rs")).line(Some(line)).build());
+    }
+
+    #[test]
+    fn control_path_lines_are_not_rate_limited() {
+        NOW.with(|n| n.set(1_000));
+        let (logger, rx) = socket_logger(LevelFilter::Debug);
+        for i in 0..3 * BURST {
+            logger.log(&Record::builder().args(format_args!("reg_mr: refused {i}")).level(Level::Error).target("rxe_rs::mr").file(Some("provider/mr.rs")).line(Some(7)).build());
+        }
+        assert_eq!(recv_all(&rx).len(), 3 * BURST as usize);
     }
 
     #[test]

@@ -398,8 +398,8 @@ impl Qp {
     fn log_refusal(&self, verb: &str, wr_id: Option<u64>, r: Refusal) {
         let level = if matches!(r, Refusal::QueueFull { .. }) { log::Level::Warn } else { log::Level::Error };
         match wr_id {
-            Some(id) => log::log!(level, "{}: {verb}: QP {:#x} wr_id {id:#x} refused with {}: {r}", self.context().name(), self.qp_num(), r.errno().name()),
-            None => log::log!(level, "{}: {verb}: QP {:#x} refused with {}: {r}", self.context().name(), self.qp_num(), r.errno().name()),
+            Some(id) => log::log!(target: crate::log::HOT, level, "{}: {verb}: QP {:#x} wr_id {id:#x} refused with {}: {r}", self.context().name(), self.qp_num(), r.errno().name()),
+            None => log::log!(target: crate::log::HOT, level, "{}: {verb}: QP {:#x} refused with {}: {r}", self.context().name(), self.qp_num(), r.errno().name()),
         }
     }
 
@@ -407,7 +407,7 @@ impl Qp {
     fn doorbell(&self) -> Result<()> {
         let ctx = self.context();
         crate::uverbs_ioctl::doorbell(ctx.cmd_fd(), self.handle(), &ctx.doorbell_via_ioctl).inspect_err(|e| {
-            log::error!("{}: send doorbell of QP {:#x} refused with {e}", self.context().name(), self.qp_num())
+            log::error!(target: crate::log::HOT, "{}: send doorbell of QP {:#x} refused with {e}", self.context().name(), self.qp_num())
         })
     }
 

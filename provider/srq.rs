@@ -199,7 +199,7 @@ impl Srq {
                 unsafe { (*bad).wr_id }
             };
             let level = if matches!(r, Refusal::QueueFull { .. }) { log::Level::Warn } else { log::Level::Error };
-            log::log!(level, "{}: post_srq_recv: wr_id {wr_id:#x} refused with {}: {r}", self.context().name(), r.errno().name());
+            log::log!(target: crate::log::HOT, level, "{}: post_srq_recv: wr_id {wr_id:#x} refused with {}: {r}", self.context().name(), r.errno().name());
             PostError { errno: r.errno(), bad }
         })
     }
