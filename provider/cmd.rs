@@ -71,8 +71,14 @@ impl fmt::Debug for Errno {
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let msg = std::io::Error::from_raw_os_error(self.0);
-        write!(f, "{} ({msg})", self.name())
+        // The C library's text, through a stack buffer: log lines must not
+        // allocate (they are written when memory may be short).
+        let mut buf = [0 as core::ffi::c_char; 128];
+        // SAFETY: the XSI strerror_r writes at most buf.len() bytes, NUL included.
+        let ok = unsafe { libc::strerror_r(self.0, buf.as_mut_ptr(), buf.len()) } == 0;
+        // SAFETY: on success the buffer holds a NUL-terminated string.
+        let text = if ok { unsafe { core::ffi::CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap_or("?") } else { "unknown error" };
+        write!(f, "{} ({text})", self.name())
     }
 }
 
@@ -337,6 +343,12 @@ mod tests {
         assert_eq!(checked(libc::EBUSY), Err(Errno(libc::EBUSY)));
         assert_eq!(checked(-libc::EINVAL), Err(Errno(libc::EINVAL)));
         assert_eq!(checked(c_int::MIN), Err(Errno(libc::EIO)));
+    }
+
+    #[test]
+    fn errno_text_comes_from_the_c_library() {
+        assert_eq!(Errno(libc::EINVAL).to_string(), "EINVAL (Invalid argument)");
+        assert_eq!(Errno(libc::EACCES).to_string(), "EACCES (Permission denied)");
     }
 
     #[test]
