@@ -38,14 +38,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::OnceLock;
 
 /// Longest line written, newline included.
-pub const LINE_MAX: usize = 1024;
+pub(crate) const LINE_MAX: usize = 1024;
 /// The log target of data-path lines (post and doorbell refusals): only
 /// these are rate-limited, per call site.
 pub(crate) const HOT: &str = "rxe_rs::hot";
 /// Lines a call site may log back to back before being limited.
-pub const BURST: u64 = 10;
+pub(crate) const BURST: u64 = 10;
 /// Once limited, a call site gets one line per this many nanoseconds.
-pub const INTERVAL_NS: u64 = 500_000_000;
+pub(crate) const INTERVAL_NS: u64 = 500_000_000;
 
 const PREFIX: &str = "rxe_rs: ";
 
@@ -60,14 +60,14 @@ thread_local! {
 
 /// Called by a queue lock guard after taking the lock.
 #[inline]
-pub fn enter_queue_lock() {
+pub(crate) fn enter_queue_lock() {
     // try_with: never panic, even while the thread's locals are torn down.
     let _ = QUEUE_LOCKS.try_with(|d| d.set(d.get().wrapping_add(1)));
 }
 
 /// Called by a queue lock guard after releasing the lock.
 #[inline]
-pub fn leave_queue_lock() {
+pub(crate) fn leave_queue_lock() {
     let _ = QUEUE_LOCKS.try_with(|d| {
         debug_assert!(d.get() > 0, "leave_queue_lock without enter_queue_lock");
         d.set(d.get().saturating_sub(1));
@@ -76,7 +76,7 @@ pub fn leave_queue_lock() {
 
 /// How many queue locks this thread holds (as reported by the guards).
 #[inline]
-pub fn queue_lock_depth() -> u32 {
+pub(crate) fn queue_lock_depth() -> u32 {
     QUEUE_LOCKS.try_with(Cell::get).unwrap_or(0)
 }
 
@@ -552,7 +552,7 @@ static LOGGER: OnceLock<VerbsLogger> = OnceLock::new();
 
 /// Installs the logger once per process (the first device match or context
 /// open calls it).
-pub fn init() {
+pub(crate) fn init() {
     let logger = LOGGER.get_or_init(VerbsLogger::from_env);
     // Our copy of the `log` crate is private to this library, so this only
     // fails when already done.
@@ -563,7 +563,7 @@ pub fn init() {
 
 /// True when messages of `level` would be written: lets callers skip costly
 /// diagnosis nobody will read.
-pub fn enabled(level: Level) -> bool {
+pub(crate) fn enabled(level: Level) -> bool {
     level <= log::max_level()
 }
 

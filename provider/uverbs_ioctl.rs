@@ -50,7 +50,7 @@ use std::os::fd::RawFd;
 use ib_uverbs_write_cmds as w;
 
 /// `_IOWR(RDMA_IOCTL_MAGIC, 1, struct ib_uverbs_ioctl_hdr)`, for this architecture.
-pub const RDMA_VERBS_IOCTL: libc::Ioctl = libc::_IOWR::<ib_uverbs_ioctl_hdr>(RDMA_IOCTL_MAGIC, 1);
+pub(crate) const RDMA_VERBS_IOCTL: libc::Ioctl = libc::_IOWR::<ib_uverbs_ioctl_hdr>(RDMA_IOCTL_MAGIC, 1);
 
 /// The kernel refuses (EINVAL) a header whose driver id is not the device's.
 const DRIVER_ID: u32 = rdma_driver_id::RDMA_DRIVER_RXE;
@@ -65,7 +65,7 @@ const MAX_ATTRS: usize = 5;
 /// The type has no padding bytes and every bit pattern is a valid value (the
 /// kernel's uapi structs are built that way: integers and explicit `reserved`
 /// fields only).
-pub unsafe trait Plain: Sized {}
+pub(crate) unsafe trait Plain: Sized {}
 
 // SAFETY: integers and the empty type have no padding and no invalid values.
 unsafe impl Plain for () {}
@@ -77,20 +77,20 @@ unsafe impl Plain for u64 {}
 unsafe impl Plain for ib_uverbs_query_port_resp_ex {}
 
 /// The bytes of `v`.
-pub fn as_bytes<T: Plain>(v: &T) -> &[u8] {
+pub(crate) fn as_bytes<T: Plain>(v: &T) -> &[u8] {
     // SAFETY: T has no padding (Plain), so all size_of::<T>() bytes are initialized.
     unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
 /// The bytes of `v`, writable.
-pub fn as_bytes_mut<T: Plain>(v: &mut T) -> &mut [u8] {
+pub(crate) fn as_bytes_mut<T: Plain>(v: &mut T) -> &mut [u8] {
     // SAFETY: as for as_bytes; any bytes written leave a valid T (Plain).
     unsafe { core::slice::from_raw_parts_mut((v as *mut T).cast::<u8>(), size_of::<T>()) }
 }
 
 /// The ioctl methods we call, each remembered separately when the kernel lacks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     InvokeWrite,
     GetContext,
     QueryPort,
@@ -123,7 +123,7 @@ static MISSING: AtomicU8 = AtomicU8::new(0);
 
 /// Whether `e`, from one of this module's ioctls, means "the kernel has no
 /// such ioctl: use write(2)" rather than a refusal of the request itself.
-pub fn falls_back(e: Errno) -> bool {
+pub(crate) fn falls_back(e: Errno) -> bool {
     matches!(e.0, libc::ENOTTY | libc::EPROTONOSUPPORT)
 }
 
@@ -153,7 +153,7 @@ struct Frame {
 
 /// One ioctl request being built. Borrows, for `'a`, every buffer it points the
 /// kernel to, so none can move or be freed before [`Command::execute`].
-pub struct Command<'a> {
+pub(crate) struct Command<'a> {
     frame: Frame,
     used: usize,
     method: Method,
@@ -163,7 +163,7 @@ pub struct Command<'a> {
 }
 
 impl<'a> Command<'a> {
-    pub fn new(method: Method) -> Command<'a> {
+    pub(crate) fn new(method: Method) -> Command<'a> {
         let (object, method_id) = method.ids();
         let mut frame = Frame { hdr: Default::default(), attrs: [Default::default(); MAX_ATTRS] };
         frame.hdr.object_id = object as u16;
@@ -192,13 +192,13 @@ impl<'a> Command<'a> {
     }
 
     /// A constant (the kernel's CONST_IN: always 8 bytes, inline).
-    pub fn const_in(&mut self, id: u32, value: u64) -> &mut Self {
+    pub(crate) fn const_in(&mut self, id: u32, value: u64) -> &mut Self {
         self.push(id, size_of::<u64>(), value);
         self
     }
 
     /// An input buffer: inline when it fits the 8-byte data word.
-    pub fn bytes_in(&mut self, id: u32, data: &'a [u8]) -> &mut Self {
+    pub(crate) fn bytes_in(&mut self, id: u32, data: &'a [u8]) -> &mut Self {
         if data.len() <= size_of::<u64>() {
             let mut word = [0u8; 8];
             word[..data.len()].copy_from_slice(data);
@@ -210,26 +210,26 @@ impl<'a> Command<'a> {
     }
 
     /// An output buffer the kernel may write up to its length.
-    pub fn bytes_out(&mut self, id: u32, data: &'a mut [u8]) -> &mut Self {
+    pub(crate) fn bytes_out(&mut self, id: u32, data: &'a mut [u8]) -> &mut Self {
         self.push(id, data.len(), data.as_mut_ptr() as u64);
         self
     }
 
     /// A new fd the kernel creates; read it with [`Command::fd_at`] after
     /// [`Command::execute`]. Returns the attribute's index.
-    pub fn fd_out(&mut self, id: u32) -> usize {
+    pub(crate) fn fd_out(&mut self, id: u32) -> usize {
         self.push(id, 0, 0)
     }
 
     /// The fd the kernel wrote into attribute `idx`.
-    pub fn fd_at(&self, idx: usize) -> RawFd {
+    pub(crate) fn fd_at(&self, idx: usize) -> RawFd {
         // SAFETY: both union members are 8-byte integers; any bits are valid.
         unsafe { self.frame.attrs[idx].__bindgen_anon_1.data_s64 as RawFd }
     }
 
     #[cfg(test)]
     /// Whether the kernel marked attribute `idx` as written.
-    pub fn output_valid(&self, idx: usize) -> bool {
+    pub(crate) fn output_valid(&self, idx: usize) -> bool {
         self.frame.attrs[idx].flags as u32 & _bindgen_ty_19::UVERBS_ATTR_F_VALID_OUTPUT != 0
     }
 
@@ -243,19 +243,19 @@ impl<'a> Command<'a> {
     }
 
     #[cfg(test)]
-    pub fn header(&mut self) -> &ib_uverbs_ioctl_hdr {
+    pub(crate) fn header(&mut self) -> &ib_uverbs_ioctl_hdr {
         self.seal();
         &self.frame.hdr
     }
 
     #[cfg(test)]
-    pub fn attrs(&self) -> &[ib_uverbs_attr] {
+    pub(crate) fn attrs(&self) -> &[ib_uverbs_attr] {
         &self.frame.attrs[..self.used]
     }
 
     /// Sends the request on `fd`. A method the kernel was already found to lack
     /// fails at once with EPROTONOSUPPORT.
-    pub fn execute(&mut self, fd: RawFd) -> Result<()> {
+    pub(crate) fn execute(&mut self, fd: RawFd) -> Result<()> {
         if self.unmarshalable {
             return Err(Errno(libc::EINVAL));
         }
@@ -288,7 +288,7 @@ impl<'a> Command<'a> {
 ///
 /// The kernel refuses with ENOSPC a `core_in` or `core_out` shorter than the
 /// command's structs; it zero-fills what the command leaves of `core_out`.
-pub fn invoke_write(
+pub(crate) fn invoke_write(
     fd: RawFd,
     command: u32,
     core_in: &[u8],
@@ -301,7 +301,7 @@ pub fn invoke_write(
 
 /// [`invoke_write`] for an extended command: `core_in` is the request after
 /// both the command header and the extended header.
-pub fn invoke_write_ex(fd: RawFd, id: u32, core_in: &[u8], core_out: &mut [u8]) -> Result<()> {
+pub(crate) fn invoke_write_ex(fd: RawFd, id: u32, core_in: &[u8], core_out: &mut [u8]) -> Result<()> {
     invoke_write(fd, IB_USER_VERBS_CMD_FLAG_EXTENDED | id, core_in, core_out, &[], &mut [])
 }
 
@@ -332,7 +332,7 @@ fn invoke_write_command<'a>(
 
 /// What opening a context tells us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ContextInfo {
+pub(crate) struct ContextInfo {
     pub num_comp_vectors: u32,
     /// `IB_UVERBS_CORE_SUPPORT_*` bits; only the ioctl method reports them.
     pub core_support: Option<u64>,
@@ -348,7 +348,7 @@ pub struct ContextInfo {
 /// (libibverbs 34..56 would also allocate the async fd itself after
 /// `alloc_context` when the provider leaves `async_fd` at -1; doing it here
 /// hands libibverbs a finished context either way.)
-pub fn get_context(fd: RawFd) -> Result<ContextInfo> {
+pub(crate) fn get_context(fd: RawFd) -> Result<ContextInfo> {
     match get_context_ioctl(fd) {
         Ok((num_comp_vectors, core_support)) => {
             let async_fd = alloc_async_fd(fd)?;
@@ -367,7 +367,7 @@ pub fn get_context(fd: RawFd) -> Result<ContextInfo> {
 }
 
 /// GET_CONTEXT by ioctl: (num_comp_vectors, core_support).
-pub fn get_context_ioctl(fd: RawFd) -> Result<(u32, u64)> {
+pub(crate) fn get_context_ioctl(fd: RawFd) -> Result<(u32, u64)> {
     use uverbs_attrs_get_context_attr_ids as a;
     let mut num_comp_vectors = 0u32;
     let mut core_support = 0u64;
@@ -380,7 +380,7 @@ pub fn get_context_ioctl(fd: RawFd) -> Result<(u32, u64)> {
 
 /// A new async event fd for the context on `fd` (ASYNC_EVENT_ALLOC). The
 /// kernel opens it close-on-exec.
-pub fn alloc_async_fd(fd: RawFd) -> Result<RawFd> {
+pub(crate) fn alloc_async_fd(fd: RawFd) -> Result<RawFd> {
     let mut c = Command::new(Method::AsyncEventAlloc);
     let idx = c.fd_out(uverbs_attrs_async_event_create::UVERBS_ATTR_ASYNC_EVENT_ALLOC_FD_HANDLE);
     c.execute(fd)?;
@@ -390,7 +390,7 @@ pub fn alloc_async_fd(fd: RawFd) -> Result<RawFd> {
 /// Port attributes: the QUERY_PORT method, whose answer adds `port_cap_flags2`
 /// to the legacy one; the QUERY_PORT write command (flags2 left 0) when the
 /// kernel lacks the method.
-pub fn query_port(fd: RawFd, port_num: u8) -> Result<ib_uverbs_query_port_resp_ex> {
+pub(crate) fn query_port(fd: RawFd, port_num: u8) -> Result<ib_uverbs_query_port_resp_ex> {
     match query_port_ioctl(fd, port_num) {
         Err(e) if falls_back(e) => {
             let legacy = cmd::write(fd, ib_uverbs_query_port { port_num, ..Default::default() })?;
@@ -401,7 +401,7 @@ pub fn query_port(fd: RawFd, port_num: u8) -> Result<ib_uverbs_query_port_resp_e
 }
 
 /// QUERY_PORT by ioctl only.
-pub fn query_port_ioctl(fd: RawFd, port_num: u8) -> Result<ib_uverbs_query_port_resp_ex> {
+pub(crate) fn query_port_ioctl(fd: RawFd, port_num: u8) -> Result<ib_uverbs_query_port_resp_ex> {
     use uverbs_attrs_query_port_cmd_attr_ids as a;
     let mut resp = ib_uverbs_query_port_resp_ex::default();
     Command::new(Method::QueryPort)
@@ -432,7 +432,7 @@ fn doorbell_request(qp_handle: u32) -> ib_uverbs_post_send {
 /// this and every later doorbell of the context go through INVOKE_WRITE,
 /// which the kernel does not refuse for that. On a kernel without it the
 /// EACCES stands.
-pub fn doorbell(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool) -> Result<()> {
+pub(crate) fn doorbell(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool) -> Result<()> {
     if !via_ioctl.load(Ordering::Relaxed) {
         match cmd::write_syscall(fd, doorbell_request(qp_handle)) {
             Err(Errno(libc::EACCES)) => via_ioctl.store(true, Ordering::Relaxed),

@@ -10,16 +10,16 @@ use super::sys::*;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 
 /// `enum` values of `verbs_match_ent::kind`.
-pub const VERBS_MATCH_SENTINEL: u8 = 0;
-pub const VERBS_MATCH_MODALIAS: u8 = 2;
-pub const VERBS_MATCH_DRIVER_ID: u8 = 3;
+pub(crate) const VERBS_MATCH_SENTINEL: u8 = 0;
+pub(crate) const VERBS_MATCH_MODALIAS: u8 = 2;
+pub(crate) const VERBS_MATCH_DRIVER_ID: u8 = 3;
 
 /// `enum ibv_mr_type` (driver.h).
-pub const IBV_MR_TYPE_MR: u32 = 0;
+pub(crate) const IBV_MR_TYPE_MR: u32 = 0;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub union verbs_match_ent_u {
+pub(crate) union verbs_match_ent_u {
     pub modalias: *const c_char,
     pub driver_id: u64,
 }
@@ -27,7 +27,7 @@ pub union verbs_match_ent_u {
 /// One row of a provider's device match table, ended by an all-zero sentinel.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct verbs_match_ent {
+pub(crate) struct verbs_match_ent {
     pub driver_data: *mut c_void,
     pub u: verbs_match_ent_u,
     pub vendor: u16,
@@ -37,14 +37,14 @@ pub struct verbs_match_ent {
 
 /// `struct list_node` from ccan/list.h.
 #[repr(C)]
-pub struct list_node {
+pub(crate) struct list_node {
     pub next: *mut list_node,
     pub prev: *mut list_node,
 }
 
 /// An rdma device libibverbs found in sysfs; owned by libibverbs.
 #[repr(C)]
-pub struct verbs_sysfs_dev {
+pub(crate) struct verbs_sysfs_dev {
     pub entry: list_node,
     pub provider_data: *mut c_void,
     pub match_: *const verbs_match_ent,
@@ -65,7 +65,7 @@ pub struct verbs_sysfs_dev {
 
 /// What a provider registers with `verbs_register_driver_34`.
 #[repr(C)]
-pub struct verbs_device_ops {
+pub(crate) struct verbs_device_ops {
     pub name: *const c_char,
     pub match_min_abi_version: u32,
     pub match_max_abi_version: u32,
@@ -83,7 +83,7 @@ pub struct verbs_device_ops {
 /// libibverbs' per-device object; the provider allocates it (with room for
 /// its own fields after it) in `alloc_device`, libibverbs fills it in.
 #[repr(C)]
-pub struct verbs_device {
+pub(crate) struct verbs_device {
     pub device: ibv_device,
     pub ops: *const verbs_device_ops,
     pub refcount: c_int, // atomic_int
@@ -94,7 +94,7 @@ pub struct verbs_device {
 
 /// `struct verbs_mr`: what `reg_mr` really returns and `dereg_mr` receives.
 #[repr(C)]
-pub struct verbs_mr {
+pub(crate) struct verbs_mr {
     pub ibv_mr: ibv_mr,
     pub mr_type: u32,
     pub access: c_int,
@@ -102,25 +102,25 @@ pub struct verbs_mr {
 
 /// `struct verbs_cq`: a union of `ibv_cq` and `ibv_cq_ex`, whose prefix is an `ibv_cq`.
 #[repr(C)]
-pub struct verbs_cq {
+pub(crate) struct verbs_cq {
     pub cq_ex: ibv_cq_ex,
 }
 
 /// `struct verbs_qp`: a union of `ibv_qp` and `ibv_qp_ex` (which starts with
 /// its `ibv_qp`), then libibverbs' bookkeeping.
 #[repr(C)]
-pub struct verbs_qp {
+pub(crate) struct verbs_qp {
     pub qp_ex: ibv_qp_ex,
     pub comp_mask: u32,
     pub xrcd: *mut c_void,
 }
 
 /// `verbs_qp::comp_mask` bit saying `qp_ex` is valid (ibv_qp_to_qp_ex checks it).
-pub const VERBS_QP_EX: u32 = 1 << 1;
+pub(crate) const VERBS_QP_EX: u32 = 1 << 1;
 
 /// `struct verbs_srq`.
 #[repr(C)]
-pub struct verbs_srq {
+pub(crate) struct verbs_srq {
     pub srq: ibv_srq,
     pub srq_type: ibv_srq_type::Type,
     pub xrcd: *mut c_void,
@@ -131,14 +131,14 @@ pub struct verbs_srq {
 /// A legacy command as libibverbs' ibv_cmd_* helpers take it
 /// (kern-abi.h's DECLARE_CMD): header, then the kernel's request.
 #[repr(C)]
-pub struct LegacyCmd<C> {
+pub(crate) struct LegacyCmd<C> {
     pub hdr: ib_uverbs_cmd_hdr,
     pub core: C,
 }
 
 /// An extended command as the helpers take it (DECLARE_CMD_EX).
 #[repr(C)]
-pub struct ExtendedCmd<C> {
+pub(crate) struct ExtendedCmd<C> {
     pub hdr: ib_uverbs_cmd_hdr,
     pub ex_hdr: ib_uverbs_ex_cmd_hdr,
     pub core: C,
@@ -147,7 +147,7 @@ pub struct ExtendedCmd<C> {
 /// A kernel response followed by rxe's driver response (DECLARE_DRV_CMD).
 #[repr(C)]
 #[derive(Default)]
-pub struct DrvResp<R, D> {
+pub(crate) struct DrvResp<R, D> {
     pub core: R,
     pub drv: D,
 }
@@ -158,7 +158,7 @@ type Op<F> = Option<F>;
 /// `verbs_set_ops` copies the non-null ones into the context.
 #[repr(C)]
 #[derive(Default)]
-pub struct verbs_context_ops {
+pub(crate) struct verbs_context_ops {
     pub advise_mr: Op<unsafe extern "C" fn(*mut ibv_pd, ib_uverbs_advise_mr_advice::Type, u32, *mut ibv_sge, u32) -> c_int>,
     pub alloc_dm: Op<unsafe extern "C" fn(*mut ibv_context, *mut ibv_alloc_dm_attr) -> *mut ibv_dm>,
     pub alloc_mw: Op<unsafe extern "C" fn(*mut ibv_pd, ibv_mw_type::Type) -> *mut ibv_mw>,
@@ -240,12 +240,12 @@ pub struct verbs_context_ops {
 extern "C" {
     /// Registers a provider; the `_34` suffix is the private ABI version, so a
     /// provider built for another rdma-core fails to load instead of misbehaving.
-    pub fn verbs_register_driver_34(ops: *const verbs_device_ops);
+    pub(crate) fn verbs_register_driver_34(ops: *const verbs_device_ops);
     /// Callocs `alloc_size` bytes for the provider's context and initializes
     /// the `verbs_context` found `context_offset` bytes into it (the offset is
     /// passed as a pointer value, as driver.h's macro does). Closes `cmd_fd`
     /// and returns NULL on failure. Free the result with `free(3)`.
-    pub fn _verbs_init_and_alloc_context(
+    pub(crate) fn _verbs_init_and_alloc_context(
         device: *mut ibv_device,
         cmd_fd: c_int,
         alloc_size: usize,
@@ -253,9 +253,9 @@ extern "C" {
         driver_id: u32,
     ) -> *mut c_void;
     /// Undoes `verbs_init_context`: frees libibverbs' private part, closes the fds.
-    pub fn verbs_uninit_context(context: *mut verbs_context);
+    pub(crate) fn verbs_uninit_context(context: *mut verbs_context);
     /// Installs the non-null entries of `ops` into the context.
-    pub fn verbs_set_ops(vctx: *mut verbs_context, ops: *const verbs_context_ops);
+    pub(crate) fn verbs_set_ops(vctx: *mut verbs_context, ops: *const verbs_context_ops);
 }
 
 // libibverbs' command helpers for the data-path objects, exported under
@@ -264,51 +264,51 @@ extern "C" {
 // fallbacks and event accounting stay identical; the rings, WQEs, polling and
 // doorbell are ours. Each returns 0 or a positive errno.
 extern "C" {
-    pub fn ibv_cmd_create_cq(
+    pub(crate) fn ibv_cmd_create_cq(
         context: *mut ibv_context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int,
         cq: *mut ibv_cq, cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_create_cq_ex(
+    pub(crate) fn ibv_cmd_create_cq_ex(
         context: *mut ibv_context, attr: *const ibv_cq_init_attr_ex, cq: *mut verbs_cq,
         cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize, cmd_flags: u32,
     ) -> c_int;
-    pub fn ibv_cmd_resize_cq(
+    pub(crate) fn ibv_cmd_resize_cq(
         cq: *mut ibv_cq, cqe: c_int, cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_destroy_cq(cq: *mut ibv_cq) -> c_int;
-    pub fn ibv_cmd_req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int;
+    pub(crate) fn ibv_cmd_destroy_cq(cq: *mut ibv_cq) -> c_int;
+    pub(crate) fn ibv_cmd_req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int;
 
-    pub fn ibv_cmd_create_qp(
+    pub(crate) fn ibv_cmd_create_qp(
         pd: *mut ibv_pd, qp: *mut ibv_qp, attr: *mut ibv_qp_init_attr,
         cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_create_qp_ex2(
+    pub(crate) fn ibv_cmd_create_qp_ex2(
         context: *mut ibv_context, qp: *mut verbs_qp, attr: *mut ibv_qp_init_attr_ex,
         cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr_mask: c_int, cmd: *mut c_void, cmd_size: usize) -> c_int;
-    pub fn ibv_cmd_query_qp(
+    pub(crate) fn ibv_cmd_modify_qp(qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr_mask: c_int, cmd: *mut c_void, cmd_size: usize) -> c_int;
+    pub(crate) fn ibv_cmd_query_qp(
         qp: *mut ibv_qp, attr: *mut ibv_qp_attr, attr_mask: c_int, init_attr: *mut ibv_qp_init_attr,
         cmd: *mut c_void, cmd_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_destroy_qp(qp: *mut ibv_qp) -> c_int;
+    pub(crate) fn ibv_cmd_destroy_qp(qp: *mut ibv_qp) -> c_int;
 
-    pub fn ibv_cmd_create_srq(
+    pub(crate) fn ibv_cmd_create_srq(
         pd: *mut ibv_pd, srq: *mut ibv_srq, attr: *mut ibv_srq_init_attr,
         cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_create_srq_ex(
+    pub(crate) fn ibv_cmd_create_srq_ex(
         context: *mut ibv_context, srq: *mut verbs_srq, attr: *mut ibv_srq_init_attr_ex,
         cmd: *mut c_void, cmd_size: usize, resp: *mut c_void, resp_size: usize,
     ) -> c_int;
-    pub fn ibv_cmd_modify_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, attr_mask: c_int, cmd: *mut c_void, cmd_size: usize) -> c_int;
-    pub fn ibv_cmd_query_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, cmd: *mut c_void, cmd_size: usize) -> c_int;
-    pub fn ibv_cmd_destroy_srq(srq: *mut ibv_srq) -> c_int;
+    pub(crate) fn ibv_cmd_modify_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, attr_mask: c_int, cmd: *mut c_void, cmd_size: usize) -> c_int;
+    pub(crate) fn ibv_cmd_query_srq(srq: *mut ibv_srq, attr: *mut ibv_srq_attr, cmd: *mut c_void, cmd_size: usize) -> c_int;
+    pub(crate) fn ibv_cmd_destroy_srq(srq: *mut ibv_srq) -> c_int;
 
-    pub fn ibv_cmd_create_ah(pd: *mut ibv_pd, ah: *mut ibv_ah, attr: *mut ibv_ah_attr, resp: *mut c_void, resp_size: usize) -> c_int;
-    pub fn ibv_cmd_destroy_ah(ah: *mut ibv_ah) -> c_int;
-    pub fn ibv_cmd_attach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
-    pub fn ibv_cmd_detach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
+    pub(crate) fn ibv_cmd_create_ah(pd: *mut ibv_pd, ah: *mut ibv_ah, attr: *mut ibv_ah_attr, resp: *mut c_void, resp_size: usize) -> c_int;
+    pub(crate) fn ibv_cmd_destroy_ah(ah: *mut ibv_ah) -> c_int;
+    pub(crate) fn ibv_cmd_attach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
+    pub(crate) fn ibv_cmd_detach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
 }
 
 /// Sizes and offsets from rdma-core v44.0's driver.h on x86_64, checked when

@@ -1,4 +1,4 @@
-# Safety (issue 7): bad inputs to the data path, and verbs after a privilege
+# Safety: bad inputs to the data path, and verbs after a privilege
 # drop, through each provider. The programs catch their own crashes (one
 # child per case) and print `case <name> expect=<t> got=<t>` lines.
 

@@ -1,5 +1,5 @@
 /*
- * Bad inputs to the data path (issue 7, section 1). Each case runs in a
+ * Bad inputs to the data path. Each case runs in a
  * forked child that opens the device itself and builds what it needs, so a
  * crash or a hang is an outcome of that case alone. The parent prints one
  * line per case:

@@ -1,5 +1,5 @@
 /*
- * Verbs after a change of credentials (issue 7, section 2). Prints
+ * Verbs after a change of credentials. Prints
  *   case <name> expect=<token> got=<token> [key=value ...]
  * tokens: ok | errno=<n> | signal=<n> | timeout | bad-completions. When a
  * case cannot run because a step it needs failed, got is that step's token

@@ -1,4 +1,4 @@
-//! Issue 7's safety cases (tests/safety/*.c, run by tests/guest/safety.sh
+//! The safety cases (tests/safety/*.c, run by tests/guest/safety.sh
 //! through each provider). Every line is
 //! `case <name> expect=<token> got=<token> [key=value ...]`; tokens are ok,
 //! errno=<n>, signal=<n>, timeout (and setup-failed, bad-completions).
