@@ -1,6 +1,7 @@
 //! Address handles, for UD sends: the kernel keeps the address and gives us
 //! its index (ah_num), which each UD WQE names.
 
+use crate::abi::imports::*;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};

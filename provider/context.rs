@@ -1,6 +1,7 @@
 //! The device context: opened once per `ibv_open_device`, it owns the command
 //! fd every other verb writes to. Also the device and port queries.
 
+use crate::abi::imports::*;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};

@@ -1,6 +1,7 @@
 //! Completion queues: the kernel produces `ib_uverbs_wc` entries into a
 //! shared ring, we consume them in poll_cq or the extended polling API.
 
+use crate::abi::imports::*;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};

@@ -49,8 +49,18 @@ mod wqe_props;
 /// rdma-core's PROVIDER_DRIVER macro does for C providers.
 #[cfg_attr(test, allow(dead_code))]
 extern "C" fn register_provider() {
-    // SAFETY: DEVICE_OPS is 'static and laid out as libibverbs 44 expects.
-    unsafe { abi::private::verbs_register_driver_34(&ffi::DEVICE_OPS.0) };
+    // A library constructor must not unwind or abort the host: a provider
+    // that cannot serve this libibverbs says why and stays unregistered.
+    let _ = std::panic::catch_unwind(|| {
+        if let Err(why) = abi::imports::register(&ffi::DEVICE_OPS.0) {
+            log::init();
+            if log::enabled(::log::Level::Error) {
+                ::log::error!("not registered: {why}");
+            } else {
+                eprintln!("rxe_rs: not registered: {why}");
+            }
+        }
+    });
 }
 
 // Not in unit-test binaries: they link libibverbs but are not providers.

@@ -1,6 +1,7 @@
 //! Queue pairs: send and receive rings shared with the kernel, the doorbell,
 //! and both send APIs (ibv_post_send and the ibv_wr_* batch).
 
+use crate::abi::imports::*;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::ah::Ah;

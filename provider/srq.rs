@@ -1,5 +1,6 @@
 //! Shared receive queues: one receive ring, shared by several QPs.
 
+use crate::abi::imports::*;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};

@@ -20,6 +20,7 @@ pub(crate) mod sys {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 }
 
+pub(crate) mod imports;
 pub(crate) mod private;
 
 /// Offset one past the end of `$field` in `$ty`: the C `offsetofend`, used to

@@ -4,6 +4,7 @@
 //! converts, and none lets a panic unwind into C.
 
 use super::{guarded, no_unwind, ret_int, ret_ptr};
+use crate::abi::imports::*;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::Result;
