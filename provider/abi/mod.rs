@@ -5,6 +5,8 @@
 //! - [`private`]: libibverbs' private provider ABI (driver.h of rdma-core 44,
 //!   IBVERBS_PRIVATE_34), which is not installed, so it is written by hand
 //!   and pinned by layout tests.
+//! - [`releases`]: what differs from `private` in every later private ABI
+//!   (57, 59 in two layouts, 64, 65) and in ABI 34 after v44.0.
 
 #[allow(
     non_camel_case_types,
@@ -22,6 +24,10 @@ pub(crate) mod sys {
 
 pub(crate) mod imports;
 pub(crate) mod private;
+
+// Not wired yet (issue 9): the layouts of the releases after rdma-core 44.
+#[allow(dead_code)]
+pub(crate) mod releases;
 
 /// Offset one past the end of `$field` in `$ty`: the C `offsetofend`, used to
 /// decide whether a caller's (possibly older, shorter) struct has room for a field.
