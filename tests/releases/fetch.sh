@@ -1,0 +1,163 @@
+#!/bin/bash
+# Downloads the userspace of other rdma-core releases (Debian trixie: rdma-core
+# 56.1, ABI 34; Debian sid: rdma-core 65, ABI 65) and unpacks it under
+# target/releases/<suite>/root, installing nothing: apt runs with a private
+# configuration (its own sources, lists, cache and empty dpkg status, none of
+# the machine's apt.conf.d), so the machine's apt state is left as it was.
+# A release whose stamp (target/releases/<suite>/versions.txt) was written for
+# the same package list is not fetched again: a second run downloads nothing.
+#
+# Each root holds that suite's rdma-core (libibverbs1, ibverbs-providers,
+# ibverbs-utils, librdmacm, rdmacm-utils, libibumad3) and libnl, plus from
+# trixie: libc6 (its loader runs everything: these binaries need glibc >= 2.38,
+# the host has 2.36), perftest and perftest's libraries. Every program and
+# library there is checked to resolve all its libraries inside the root.
+# Run a program of a release with tests/releases/run.sh.
+#
+# usage: tests/releases/fetch.sh [--refresh] [suite...]   (default: trixie sid)
+# Needs root (apt's download sandbox), apt-get, dpkg-deb and the network.
+set -eu
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+top=$repo/target/releases
+refresh=0
+if [ "${1:-}" = --refresh ]; then refresh=1; shift; fi
+[ $# -gt 0 ] || set -- trixie sid
+
+# The packages of a suite's root, as <package>/<suite to take it from>.
+# librdmacm is librdmacm1t64 since the 64-bit time_t transition (trixie, sid).
+packages() {
+	local s=$1 p
+	for p in libibverbs1 ibverbs-providers ibverbs-utils librdmacm rdmacm-utils libibumad3 libnl-3-200 libnl-route-3-200; do
+		echo "$p/$s"
+	done
+	# trixie's loader and C library for every release; perftest (the same
+	# upstream version in trixie and sid) and what it links beyond rdma-core.
+	for p in libc6 perftest libpci3 libudev1 libcap2 zlib1g; do
+		echo "$p/trixie"
+	done
+}
+
+# The machine's Debian source (URI and Signed-By of its deb822 entry).
+debian_source() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -e "$f" ] || continue
+		awk '
+			/^[ \t]*$/ { if (uri != "" && key != "" && suites ~ /(^| )bookworm( |$)/) { print uri, key; found = 1; exit } uri = key = suites = ""; next }
+			/^URIs:/ { uri = $2 }
+			/^Suites:/ { $1 = ""; suites = $0 " " }
+			/^Signed-By:/ { key = $2 }
+			END { if (!found && uri != "" && key != "" && suites ~ /(^| )bookworm( |$)/) print uri, key }
+		' "$f" | head -1
+	done | head -1
+}
+
+spec_of() { packages "$1" | tr '\n' ' '; }
+
+todo=()
+for s in "$@"; do
+	case $s in trixie | sid) ;; *) echo "unknown suite $s (trixie or sid)" >&2; exit 2 ;; esac
+	stamp=$top/$s/versions.txt
+	if [ "$refresh" = 0 ] && [ -s "$stamp" ] && [ "$(sed -n 's/^# packages: //p' "$stamp")" = "$(spec_of "$s")" ]; then
+		echo "== $s: cached ($stamp)"
+		grep -v '^# packages' "$stamp"
+	else
+		todo+=("$s")
+	fi
+done
+[ ${#todo[@]} -gt 0 ] || exit 0
+
+[ "$(id -u)" = 0 ] || { echo "fetch.sh runs apt-get as root (its download sandbox)" >&2; exit 1; }
+read -r uri key < <(debian_source) || true
+uri=${uri:-http://deb.debian.org/debian}
+key=${key:-/usr/share/keyrings/debian-archive-keyring.gpg}
+[ -r "$key" ] || { echo "keyring $key is missing (debian-archive-keyring)" >&2; exit 1; }
+
+# The private apt configuration. APT_CONFIG is read before apt.conf.d, so
+# pointing Dir::Etc::parts at an empty directory keeps the machine's hooks
+# (e.g. APT::Update::Post-Invoke cleaning /var/cache/apt) out of these runs.
+apt=$top/apt
+mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/state" "$apt/apt.conf.d"
+: > "$apt/status"
+printf 'Dir::Etc::main "/dev/null";\nDir::Etc::parts "%s";\n' "$apt/apt.conf.d" > "$apt/apt.conf"
+{
+	echo "deb [signed-by=$key] $uri trixie main"
+	echo "deb [signed-by=$key] $uri sid main"
+} > "$apt/sources.list"
+export APT_CONFIG=$apt/apt.conf
+opts=(
+	-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
+	-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+	-o "Dir::State=$apt/state" -o "Dir::State::status=$apt/status"
+	-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+	-o Acquire::Languages=none
+	# Small: compressed lists, no binary caches (about 30 MB instead of 250).
+	-o Acquire::GzipIndexes=true -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
+	# Mirrors here serve sid's Release file past its Valid-Until (the
+	# machine's own apt configuration says the same).
+	-o Acquire::Check-Valid-Until=false -o Acquire::Check-Date=false
+	# The download directories are under the checkout, which _apt may not reach.
+	-o APT::Sandbox::User=root
+	-q
+)
+t0=$SECONDS
+echo "== private apt update ($uri, trixie and sid; keyring $key)"
+apt-get "${opts[@]}" update
+echo "   ($((SECONDS - t0)) s)"
+
+for s in "${todo[@]}"; do
+	debs=$top/debs/$s root=$top/$s/root stamp=$top/$s/versions.txt
+	rm -rf "$debs" "${top:?}/$s" && mkdir -p "$debs" "$root"
+	want=()
+	for spec in $(packages "$s"); do
+		p=${spec%/*} from=${spec#*/}
+		if [ "$p" = librdmacm ]; then
+			for p in librdmacm1t64 librdmacm1; do
+				apt-cache "${opts[@]}" show "$p/$from" > /dev/null 2>&1 && break
+			done
+		fi
+		want+=("$p/$from")
+	done
+	echo "== $s: downloading ${want[*]}"
+	(cd "$debs" && apt-get "${opts[@]}" download "${want[@]}")
+	{
+		echo "# packages: $(spec_of "$s")"
+		for spec in "${want[@]}"; do
+			p=${spec%/*}
+			deb=$(ls "$debs/${p}_"*.deb)
+			dpkg-deb -x "$deb" "$root"
+			echo "$p $(dpkg-deb -f "$deb" Version) ${spec#*/}"
+		done
+	} > "$stamp.new"
+
+	# Check the root: every program and library finds all its libraries, of
+	# the versions it needs, inside the root (none from the machine).
+	lib=$root/usr/lib/x86_64-linux-gnu
+	ld=$lib/ld-linux-x86-64.so.2
+	[ -x "$ld" ] || { echo "$s: no loader at $ld" >&2; exit 1; }
+	bad=0
+	for f in "$root"/usr/bin/* "$lib"/*.so* "$lib"/libibverbs/*.so; do
+		[ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] || continue
+		out=$(LD_WARN=1 "$ld" --library-path "$lib" --list "$f" 2>&1) || true
+		if echo "$out" | grep -E 'not found|=> /|error' | grep -v "=> $root/" | grep -q .; then
+			echo "$s: $f does not resolve inside the root:" >&2
+			echo "$out" | grep -E 'not found|=> /|error' | grep -v "=> $root/" >&2
+			bad=1
+		fi
+	done
+	[ "$bad" = 0 ] || exit 1
+	abi=$(sed -n 's/^librxe-rdmav\([0-9]*\)\.so$/\1/p' < <(ls "$lib/libibverbs"))
+	[ -n "$abi" ] || { echo "$s: no librxe-rdmav*.so in $lib/libibverbs" >&2; exit 1; }
+	echo "# abi: $abi" >> "$stamp.new"
+	# A smoke run on this machine (no RDMA here: the device list is empty or
+	# refused, but the loader and libibverbs must start).
+	err=$("$ld" --library-path "$lib" "$root/usr/bin/ibv_devices" 2>&1 > /dev/null) || true
+	if echo "$err" | grep -qE 'error while loading|not found|symbol lookup'; then
+		echo "$s: ibv_devices does not start: $err" >&2
+		exit 1
+	fi
+	mv "$stamp.new" "$stamp"
+	echo "== $s: unpacked in $root"
+	grep -v '^# packages' "$stamp"
+done
+echo "== done in $((SECONDS - t0)) s"
