@@ -12,10 +12,19 @@ use core::ffi::{c_int, CStr};
 use core::mem::offset_of;
 use std::os::fd::RawFd;
 
+/// The most any release puts in front of ABI 34's `verbs_context` (ABI 64
+/// and 65: six function pointers; abi/releases.rs).
+const MAX_CONTEXT_FRONT: usize = 48;
+
 /// Our context. libibverbs callocs it (we tell it our size) and sees only
-/// `vctx`; it writes parts of it (the ops, its private pointer) after open.
+/// its `verbs_context`; it writes parts of it (the ops, its private pointer)
+/// after open. Later releases grow `verbs_context` at the front only, so
+/// ours ends with ABI 34's and reserves room before it: libibverbs' struct
+/// starts `front` bytes before `vctx`, and `ibv_context` (its last member)
+/// is at the same place in every release.
 #[repr(C)]
 pub(crate) struct Context {
+    front: UnsafeCell<[u64; MAX_CONTEXT_FRONT / 8]>,
     vctx: UnsafeCell<verbs_context>,
     /// Set once write(2) was refused for changed credentials: the send
     /// doorbell then goes by ioctl (uverbs_ioctl::doorbell).
@@ -27,11 +36,11 @@ pub(crate) struct Context {
 // libibverbs' to synchronize.
 unsafe impl Sync for Context {}
 
-// SAFETY: ibv_context sits `RAW_OFFSET` bytes into verbs_context, our first
-// field; every ibv_context libibverbs passes us was opened by `open`.
+// SAFETY: ibv_context sits `RAW_OFFSET` bytes into Context (the end of our
+// verbs_context); every ibv_context libibverbs passes us was opened by `open`.
 unsafe impl Object for Context {
     type Raw = ibv_context;
-    const RAW_OFFSET: usize = offset_of!(verbs_context, context);
+    const RAW_OFFSET: usize = offset_of!(Context, vctx) + offset_of!(verbs_context, context);
     fn raw(&self) -> *mut ibv_context {
         // SAFETY: in bounds of our verbs_context.
         unsafe { core::ptr::addr_of_mut!((*self.vctx.get()).context) }
@@ -73,12 +82,22 @@ impl Context {
     }
 }
 
+/// Where this release's `verbs_context` starts inside our Context.
+fn release_vctx_offset() -> usize {
+    let front = crate::abi::imports::flavor().context_front;
+    assert!(front <= MAX_CONTEXT_FRONT, "a verbs_context front larger than reserved");
+    offset_of!(Context, vctx) - front
+}
+
 /// Opens a context on `cmd_fd` (which we own from here on, even on failure)
-/// and installs `ops`.
+/// and installs `ops`, a `verbs_context_ops` of this release's layout.
+/// Returns the start of this release's `verbs_context`.
 ///
 /// # Safety
-/// `device` must be a device libibverbs matched to us.
-pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: &'static verbs_context_ops) -> Result<*mut verbs_context> {
+/// `device` must be a device libibverbs matched to us; `ops` is 'static and
+/// laid out for the registered release.
+pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const core::ffi::c_void) -> Result<*mut verbs_context> {
+    let vctx_offset = release_vctx_offset();
     // SAFETY: libibverbs callocs a Context (all-zero is valid for it: a
     // zeroed verbs_context, and an AtomicBool that is false) and
     // initializes its verbs_context; it closes cmd_fd on failure.
@@ -87,7 +106,7 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: &'static 
             device,
             cmd_fd,
             core::mem::size_of::<Context>(),
-            offset_of!(Context, vctx) as *mut verbs_context,
+            vctx_offset as *mut core::ffi::c_void,
             rdma_driver_id::RDMA_DRIVER_RXE,
         )
     }
@@ -117,10 +136,20 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: &'static 
             return Err(e);
         }
     }
-    // SAFETY: vctx was initialized by libibverbs above; ops is 'static.
-    unsafe { verbs_set_ops(ctx.vctx.get(), ops) };
-    log::info!("{}: context opened by rxe_rs {} (cmd fd {cmd_fd})", ctx.name(), env!("CARGO_PKG_VERSION"));
-    Ok(ctx.vctx.get())
+    // SAFETY: libibverbs' verbs_context starts vctx_offset bytes into our
+    // allocation and was initialized above; ops is 'static, per the contract.
+    let release_vctx = unsafe { raw.cast::<u8>().add(vctx_offset) };
+    // SAFETY: as above.
+    unsafe { verbs_set_ops(release_vctx.cast(), ops) };
+    let f = crate::abi::imports::flavor();
+    log::info!(
+        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {})",
+        ctx.name(),
+        env!("CARGO_PKG_VERSION"),
+        f.abi,
+        f.release.map_or(-1, |r| r as i64)
+    );
+    Ok(release_vctx.cast())
 }
 
 /// Closes a context made by [`open`].
@@ -143,7 +172,7 @@ pub(crate) unsafe fn close(ctx: *mut ibv_context) {
 unsafe fn release(ctx: *mut Context) {
     // SAFETY: per the contract.
     unsafe {
-        verbs_uninit_context((*ctx).vctx.get());
+        verbs_uninit_context(ctx.cast::<u8>().add(release_vctx_offset()).cast());
         libc::free(ctx.cast());
     }
 }

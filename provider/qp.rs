@@ -3,6 +3,7 @@
 
 use crate::abi::imports::*;
 use crate::abi::private::*;
+use crate::abi::releases::verbs_qp_45;
 use crate::abi::sys::*;
 use crate::ah::Ah;
 use crate::cmd::{self, Errno, Result};
@@ -61,7 +62,9 @@ struct Batch {
 
 #[repr(C)]
 pub(crate) struct Qp {
-    vqp: UnsafeCell<verbs_qp>,
+    /// libibverbs' `verbs_qp`, with room for the v45+ layout (whose
+    /// `ibv_qp_ex` ends with `wr_flush`); rdma-core 44's is its prefix.
+    vqp: UnsafeCell<verbs_qp_45>,
     limits: SendLimits,
     sq: SpinLock<SendQueue>,
     /// None when the QP takes its receives from an SRQ.
@@ -127,17 +130,17 @@ impl Qp {
 
     /// The extended QP, to install the send functions before the QP is handed out.
     pub(crate) fn ex_mut(&mut self) -> &mut ibv_qp_ex {
-        &mut self.vqp.get_mut().qp_ex
+        &mut self.vqp.get_mut().qp_ex.v44
     }
 
     /// A QP in RTS over heap rings, for host tests.
     #[cfg(test)]
     pub(crate) fn for_tests(ctx: &Context, sq: Ring, rq: Option<Ring>, limits: SendLimits, max_recv_sge: u32) -> Box<Qp> {
-        // SAFETY: all-zero is a valid verbs_qp.
-        let mut vqp: verbs_qp = unsafe { core::mem::zeroed() };
-        vqp.qp_ex.qp_base.context = ctx.raw();
-        vqp.qp_ex.qp_base.state = ibv_qp_state::IBV_QPS_RTS;
-        vqp.qp_ex.qp_base.qp_type = limits.qp_type;
+        // SAFETY: all-zero is a valid verbs_qp_45.
+        let mut vqp: verbs_qp_45 = unsafe { core::mem::zeroed() };
+        vqp.qp_ex.v44.qp_base.context = ctx.raw();
+        vqp.qp_ex.v44.qp_base.state = ibv_qp_state::IBV_QPS_RTS;
+        vqp.qp_ex.v44.qp_base.qp_type = limits.qp_type;
         object::try_box(Qp {
             vqp: UnsafeCell::new(vqp),
             limits,
@@ -151,7 +154,7 @@ impl Qp {
     #[cfg(test)]
     pub(crate) fn ex_raw(&self) -> *mut ibv_qp_ex {
         // SAFETY: in bounds of our verbs_qp.
-        unsafe { ptr::addr_of_mut!((*self.vqp.get()).qp_ex) }
+        unsafe { ptr::addr_of_mut!((*self.vqp.get()).qp_ex.v44) }
     }
 
     #[cfg(test)]
@@ -196,12 +199,12 @@ fn map_rings(ctx: &Context, g: &Granted) -> core::result::Result<(Ring, Option<R
 /// The kernel keeps our `ibv_qp` address (async events name it) and
 /// libibverbs initializes a mutex inside it, so the QP is built in place: a
 /// heap slot whose `verbs_qp` the kernel helper fills first, our fields after.
-fn with_new_qp(ctx: &Context, what: &str, create: impl FnOnce(*mut verbs_qp) -> Result<Granted>) -> Result<Box<Qp>> {
+fn with_new_qp(ctx: &Context, what: &str, create: impl FnOnce(*mut verbs_qp_45) -> Result<Granted>) -> Result<Box<Qp>> {
     let mut slot = object::try_box_uninit::<Qp>()?;
     let p: *mut Qp = slot.as_mut_ptr();
-    // The first field; UnsafeCell<verbs_qp> has verbs_qp's layout.
-    let vqp = p.cast::<verbs_qp>();
-    // SAFETY: vqp points into our allocation; all-zero is a valid verbs_qp.
+    // The first field; UnsafeCell<verbs_qp_45> has verbs_qp_45's layout.
+    let vqp = p.cast::<verbs_qp_45>();
+    // SAFETY: vqp points into our allocation; all-zero is a valid verbs_qp_45.
     unsafe { ptr::write_bytes(vqp, 0, 1) };
     let g = create(vqp)?;
     let (sq, rq) = match map_rings(ctx, &g) {
@@ -214,7 +217,7 @@ fn with_new_qp(ctx: &Context, what: &str, create: impl FnOnce(*mut verbs_qp) -> 
         }
     };
     // SAFETY: vqp was initialized above; the type was filled in by the helper.
-    let qp_type = unsafe { (*vqp).qp_ex.qp_base.qp_type };
+    let qp_type = unsafe { (*vqp).qp_ex.v44.qp_base.qp_type };
     let limits = SendLimits { max_sge: g.cap.max_send_sge, max_inline: g.cap.max_inline_data, qp_type };
     // SAFETY: each write initializes one field of our allocation; with vqp
     // initialized above, the whole Qp is.
@@ -283,13 +286,15 @@ pub(crate) unsafe fn create_ex(ctx: &Context, attr: *mut ibv_qp_init_attr_ex) ->
         let mut resp = DrvResp::<ib_uverbs_ex_create_qp_resp, rxe_create_qp_resp>::default();
         // SAFETY: per the contract; the buffers are ours.
         cmd::checked(unsafe {
-            ibv_cmd_create_qp_ex2(ctx.raw(), vqp, attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
+            ibv_cmd_create_qp_ex2(ctx.raw(), vqp.cast(), attr, ptr::addr_of_mut!(cmd).cast(), size_of_val(&cmd), ptr::addr_of_mut!(resp).cast(), size_of_val(&resp))
         })
         // SAFETY: per the contract.
         .inspect_err(|e| log::error!("{}: create_qp_ex: refused with {e}{}", ctx.name(), CapHint(unsafe { (*attr).cap })))?;
         // SAFETY: vqp is ours; the helper wrote back the granted capabilities.
         unsafe {
-            (*vqp).comp_mask |= VERBS_QP_EX;
+            // libibverbs' comp_mask moved in v45 (wr_flush); its release's place.
+            let comp_mask = vqp.cast::<u8>().add(crate::abi::imports::flavor().qp_comp_mask_offset()).cast::<u32>();
+            *comp_mask |= VERBS_QP_EX;
             Ok(Granted { resp: resp.drv, cap: (*attr).cap, has_srq: !(*attr).srq.is_null() })
         }
     })
@@ -597,7 +602,7 @@ impl Qp {
     /// As for `in_batch`; a BindMw's pointers follow the verbs contract.
     pub(crate) unsafe fn wr_build(&self, send_op: SendOp) {
         // SAFETY: the application sets these fields before each builder; we read them.
-        let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.wr_id, (*self.vqp.get()).qp_ex.wr_flags) };
+        let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
         let bind = match send_op {
             SendOp::BindMw { mw, rkey, info } if !info.is_null() => {
                 // SAFETY: per the contract.

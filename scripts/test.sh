@@ -13,5 +13,6 @@ bash scripts/install-deps.sh
 cargo build --release
 cargo clippy --release --all-targets --features vm-tests -- -D warnings
 cargo test --release
+bash tests/releases/fetch.sh
 cargo test --release --features vm-tests --test vm -- --test-threads=8
 bash tests/packaging/run.sh

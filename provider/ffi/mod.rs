@@ -5,7 +5,9 @@
 //! of that op (and errno), and keeps panics from unwinding into C: a panic
 //! is logged and reported as EIO.
 
+use crate::abi::imports::{self, OpsLayout};
 use crate::abi::private::*;
+use crate::abi::releases;
 use crate::abi::sys::*;
 use crate::cmd::{Errno, Result};
 use crate::context::{self, Context};
@@ -87,7 +89,7 @@ unsafe extern "C" fn uninit_device(vdev: *mut verbs_device) {
 unsafe extern "C" fn alloc_context(device: *mut ibv_device, cmd_fd: c_int, _private_data: *mut c_void) -> *mut verbs_context {
     crate::log::init();
     // SAFETY: libibverbs hands us a device it matched to us and the fd it opened.
-    ret_ptr(guarded("alloc_context", || unsafe { context::open(device, cmd_fd, context_ops()) }))
+    ret_ptr(guarded("alloc_context", || unsafe { context::open(device, cmd_fd, context_ops_for(imports::flavor().ops)) }))
 }
 
 unsafe extern "C" fn free_context(ctx: *mut ibv_context) {
@@ -168,6 +170,108 @@ fn context_ops() -> &'static verbs_context_ops {
     })
 }
 
+/// The same entries in a later release's `verbs_context_ops` (which has
+/// every one of ABI 34's, by name, plus new ones we leave empty).
+macro_rules! relaid {
+    ($src:expr, $dst:path) => {{
+        let s = $src;
+        $dst {
+            advise_mr: s.advise_mr,
+            alloc_dm: s.alloc_dm,
+            alloc_mw: s.alloc_mw,
+            alloc_null_mr: s.alloc_null_mr,
+            alloc_parent_domain: s.alloc_parent_domain,
+            alloc_pd: s.alloc_pd,
+            alloc_td: s.alloc_td,
+            async_event: s.async_event,
+            attach_counters_point_flow: s.attach_counters_point_flow,
+            attach_mcast: s.attach_mcast,
+            bind_mw: s.bind_mw,
+            close_xrcd: s.close_xrcd,
+            cq_event: s.cq_event,
+            create_ah: s.create_ah,
+            create_counters: s.create_counters,
+            create_cq: s.create_cq,
+            create_cq_ex: s.create_cq_ex,
+            create_flow: s.create_flow,
+            create_flow_action_esp: s.create_flow_action_esp,
+            create_qp: s.create_qp,
+            create_qp_ex: s.create_qp_ex,
+            create_rwq_ind_table: s.create_rwq_ind_table,
+            create_srq: s.create_srq,
+            create_srq_ex: s.create_srq_ex,
+            create_wq: s.create_wq,
+            dealloc_mw: s.dealloc_mw,
+            dealloc_pd: s.dealloc_pd,
+            dealloc_td: s.dealloc_td,
+            dereg_mr: s.dereg_mr,
+            destroy_ah: s.destroy_ah,
+            destroy_counters: s.destroy_counters,
+            destroy_cq: s.destroy_cq,
+            destroy_flow: s.destroy_flow,
+            destroy_flow_action: s.destroy_flow_action,
+            destroy_qp: s.destroy_qp,
+            destroy_rwq_ind_table: s.destroy_rwq_ind_table,
+            destroy_srq: s.destroy_srq,
+            destroy_wq: s.destroy_wq,
+            detach_mcast: s.detach_mcast,
+            free_context: s.free_context,
+            free_dm: s.free_dm,
+            get_srq_num: s.get_srq_num,
+            import_dm: s.import_dm,
+            import_mr: s.import_mr,
+            import_pd: s.import_pd,
+            modify_cq: s.modify_cq,
+            modify_flow_action_esp: s.modify_flow_action_esp,
+            modify_qp: s.modify_qp,
+            modify_qp_rate_limit: s.modify_qp_rate_limit,
+            modify_srq: s.modify_srq,
+            modify_wq: s.modify_wq,
+            open_qp: s.open_qp,
+            open_xrcd: s.open_xrcd,
+            poll_cq: s.poll_cq,
+            post_recv: s.post_recv,
+            post_send: s.post_send,
+            post_srq_ops: s.post_srq_ops,
+            post_srq_recv: s.post_srq_recv,
+            query_device_ex: s.query_device_ex,
+            query_ece: s.query_ece,
+            query_port: s.query_port,
+            query_qp: s.query_qp,
+            query_qp_data_in_order: s.query_qp_data_in_order,
+            query_rt_values: s.query_rt_values,
+            query_srq: s.query_srq,
+            read_counters: s.read_counters,
+            reg_dm_mr: s.reg_dm_mr,
+            reg_dmabuf_mr: s.reg_dmabuf_mr,
+            reg_mr: s.reg_mr,
+            req_notify_cq: s.req_notify_cq,
+            rereg_mr: s.rereg_mr,
+            resize_cq: s.resize_cq,
+            set_ece: s.set_ece,
+            unimport_dm: s.unimport_dm,
+            unimport_mr: s.unimport_mr,
+            unimport_pd: s.unimport_pd,
+            ..Default::default()
+        }
+    }};
+}
+
+/// The ops table in the layout of the registered libibverbs.
+fn context_ops_for(layout: OpsLayout) -> *const c_void {
+    static V59: OnceLock<releases::verbs_context_ops_59> = OnceLock::new();
+    static V62: OnceLock<releases::verbs_context_ops_62> = OnceLock::new();
+    static V64: OnceLock<releases::verbs_context_ops_64> = OnceLock::new();
+    static V65: OnceLock<releases::verbs_context_ops_65> = OnceLock::new();
+    match layout {
+        OpsLayout::V34 => (context_ops() as *const verbs_context_ops).cast(),
+        OpsLayout::V59 => (V59.get_or_init(|| relaid!(context_ops(), releases::verbs_context_ops_59)) as *const releases::verbs_context_ops_59).cast(),
+        OpsLayout::V62 => (V62.get_or_init(|| relaid!(context_ops(), releases::verbs_context_ops_62)) as *const releases::verbs_context_ops_62).cast(),
+        OpsLayout::V64 => (V64.get_or_init(|| relaid!(context_ops(), releases::verbs_context_ops_64)) as *const releases::verbs_context_ops_64).cast(),
+        OpsLayout::V65 => (V65.get_or_init(|| relaid!(context_ops(), releases::verbs_context_ops_65)) as *const releases::verbs_context_ops_65).cast(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +289,21 @@ mod tests {
         let p: *mut u8 = ret_ptr(Err(Errno(libc::EINVAL)));
         assert!(p.is_null());
         assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn later_layouts_carry_every_entry_at_its_own_place() {
+        let v34 = context_ops();
+        // SAFETY: each pointer is a 'static table of the named layout.
+        unsafe {
+            let v65 = &*context_ops_for(OpsLayout::V65).cast::<releases::verbs_context_ops_65>();
+            assert_eq!(v65.post_send.map(|f| f as usize), v34.post_send.map(|f| f as usize));
+            assert_eq!(v65.reg_mr.map(|f| f as usize), v34.reg_mr.map(|f| f as usize));
+            assert!(v65.create_comp_cntr.is_none());
+            let v59 = &*context_ops_for(OpsLayout::V59).cast::<releases::verbs_context_ops_59>();
+            assert_eq!(v59.free_context.map(|f| f as usize), v34.free_context.map(|f| f as usize));
+            assert!(v59.reg_mr_ex.is_none());
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 # after tests/releases/fetch.sh.
 
 RELEASES="trixie sid"
-RELEASE_PROVIDERS="stock"
+RELEASE_PROVIDERS="stock ours"
 
 # The driver prefix libibverbs is given for <release> <provider>; it appends
 # -rdmav<ABI>.so (tests/releases/run.sh explains).
