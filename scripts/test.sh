@@ -4,7 +4,9 @@
 #  1. The hermetic tests (plain `cargo test`: no root, no VM, no network).
 #  2. The VM integration tests (tests/vm.rs, behind the vm-tests feature),
 #     which boot Debian's kernel with rdma_rxe once and compare our provider
-#     with the stock librxe.
+#     with the stock librxe: under the host's rdma-core 44, and under
+#     trixie's and sid's userspace, which tests/releases/fetch.sh unpacks
+#     (cached) under target/releases/ first.
 #  3. The package tests (tests/packaging/run.sh: .deb in a VM, .rpm in a
 #     scratch root).
 set -eu
