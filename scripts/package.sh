@@ -31,16 +31,23 @@ rm -rf "$work" && mkdir -p "$work"
 rpmhome=$work/home
 mkdir -p "$rpmhome"
 
-# One stripped copy of the library, named as libibverbs looks it up; both
-# packages ship these same bytes.
+# libibverbs' private provider ABIs the one library serves. libibverbs of
+# private ABI N dlopens <provider dir>/lib<name>-rdmav<N>.so, so the library
+# is installed as lib<name>-rdmav<first>.so and every other name is a
+# relative symlink to it in the same directory (as Debian's own
+# ibverbs-providers does with its libefa-rdmav34.so -> ../libefa.so.1...).
+abis=(34 57 59 64 65)
+lib=librxe_rs-rdmav${abis[0]}.so
+# One stripped copy of the library; both packages ship these same bytes.
 stage=$work/stage
 mkdir -p "$stage"
-strip --strip-unneeded -o "$stage/librxe_rs-rdmav34.so" target/release/librxe_rs.so
-chmod 0644 "$stage/librxe_rs-rdmav34.so"
+strip --strip-unneeded -o "$stage/$lib" target/release/librxe_rs.so
+chmod 0644 "$stage/$lib"
 cp driver-config/rxe_rs.driver README.md LICENSE "$stage/"
 
 # The layout both packages install:
 #   <libdir>/libibverbs/librxe_rs-rdmav34.so   the provider (same bytes)
+#   <libdir>/libibverbs/librxe_rs-rdmav{57,59,64,65}.so  -> librxe_rs-rdmav34.so
 #   /usr/share/rxe-rs/rxe_rs.driver            `driver rxe_rs`
 #   /etc/libibverbs.d/<entry>                  symlink to the above, so that
 #        it goes away on remove (a leftover conffile naming a removed
@@ -58,7 +65,10 @@ pkg=$work/debian/rxe-rs
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 mkdir -p "$pkg/DEBIAN" "$pkg/usr/lib/$multiarch/libibverbs" "$pkg/usr/share/rxe-rs" \
 	"$pkg/etc/libibverbs.d" "$pkg/usr/share/doc/rxe-rs"
-install -m 0644 "$stage/librxe_rs-rdmav34.so" "$pkg/usr/lib/$multiarch/libibverbs/"
+install -m 0644 "$stage/$lib" "$pkg/usr/lib/$multiarch/libibverbs/"
+for abi in "${abis[@]:1}"; do
+	ln -s "$lib" "$pkg/usr/lib/$multiarch/libibverbs/librxe_rs-rdmav$abi.so"
+done
 install -m 0644 "$stage/rxe_rs.driver" "$pkg/usr/share/rxe-rs/"
 ln -s /usr/share/rxe-rs/rxe_rs.driver "$pkg/etc/libibverbs.d/rxe.driver"
 install -m 0644 packaging/deb/copyright "$pkg/usr/share/doc/rxe-rs/copyright"
@@ -66,12 +76,20 @@ sed "1s/(.*)/($version-$release)/" packaging/deb/changelog | gzip -9n > "$pkg/us
 chmod 0644 "$pkg/usr/share/doc/rxe-rs/changelog.Debian.gz"
 install -m 0755 packaging/deb/preinst packaging/deb/postrm "$pkg/DEBIAN/"
 printf 'Source: rxe-rs\n\nPackage: rxe-rs\nArchitecture: any\n' > "$work/debian/control"
-shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"debian/rxe-rs/usr/lib/$multiarch/libibverbs/librxe_rs-rdmav34.so" | sed -n 's/^shlibs:Depends=//p')
-# dpkg-shlibdeps gives libibverbs1 (>= 34) (from libibverbs1's symbols
-# file). Debian has no virtual package for the private ABI
-# (IBVERBS_PRIVATE_34): pin the libibverbs1 this was built and tested with.
+shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"debian/rxe-rs/usr/lib/$multiarch/libibverbs/$lib" | sed -n 's/^shlibs:Depends=//p')
+# The library does not link libibverbs (it resolves libibverbs' private
+# functions with dlvsym in the libibverbs that loaded it), so
+# dpkg-shlibdeps names only libc6 and libgcc-s1; a libibverbs1 line, should
+# one appear, is replaced. Debian has no virtual package for the private
+# ABI: the range is the libibverbs1 releases whose private ABI the library
+# serves, from rdma-core 44 (Debian 12, ABI 34) through 65.x (sid, ABI 65).
+# The upper bound is deliberate: a libibverbs1 66 may bring an ABI 66 whose
+# librxe_rs-rdmav66.so does not exist, and with the stock rxe entry diverted
+# away rxe devices would then have no provider; with the bound, apt holds
+# that libibverbs1 back or removes rxe-rs (which restores the stock entry)
+# until a release of rxe-rs widens it. packaging/README.md says more.
 depends=$(echo "$shlibs" | tr ',' '\n' | sed 's/^ *//' | grep -v '^libibverbs1' | paste -sd, | sed 's/,/, /g')
-depends="$depends, libibverbs1 (>= 44), libibverbs1 (<< 45~)"
+depends="$depends, libibverbs1 (>= 44), libibverbs1 (<< 66~)"
 size=$(du -sk --apparent-size --exclude=DEBIAN "$pkg" | cut -f1)
 sed -e "s/@VERSION@/$version-$release/" -e "s/@SIZE@/$size/" -e "s/@DEPENDS@/$depends/" \
 	packaging/deb/control.in > "$pkg/DEBIAN/control"
@@ -87,7 +105,7 @@ HOME=$rpmhome rpmbuild -bb --quiet \
 	--define "_topdir $top" --define "stage $stage" \
 	--define "pkg_version $version" --define "pkg_release $release" \
 	--define "_libdir /usr/lib64" --define "_defaultlicensedir /usr/share/licenses" \
-	--define "_build_id_links none" \
+	--define "_build_id_links none" --define "abis ${abis[*]}" \
 	packaging/rpm/rxe-rs.spec
 built=("$top"/RPMS/x86_64/rxe-rs-"$version"-"$release"*.x86_64.rpm)
 rpm=$out/$(basename "${built[0]}")

@@ -3,14 +3,22 @@
 # sees the host's root filesystem with /etc, /usr and /var as throwaway
 # overlays (vng --overlay-rwdir), so dpkg really installs, upgrades, removes
 # and purges the .deb here and the host never sees it.
-# usage: guest.sh <out dir (--rwdir)> <probe binary> <deb release 1> <deb release 2>
-# Writes `PASS <check>` / `FAIL <check>` lines to <out>/results.txt, the
-# evidence of each check to <out>/log/<check>.txt, then <out>/finished.
+# usage: guest.sh <out dir (--rwdir)> <probe binary> <deb release 1> <deb release 2> [releases dir]
+# [releases dir]: other rdma-core releases unpacked by tests/releases/fetch.sh
+# (<dir>/<suite>/root, versions.txt); with it, the installed package is also
+# checked under trixie's and sid's libibverbs (see releases_installed).
+# Writes `PASS <check>` / `FAIL <check>` / `SKIP <check> <why>` lines to
+# <out>/results.txt, the evidence of each check to <out>/log/<check>.txt,
+# then <out>/finished.
 set -u
-OUT=$1 PROBE=$2 DEB1=$3 DEB2=$4
+OUT=$1 PROBE=$2 DEB1=$3 DEB2=$4 RELEASES=${5:-}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 LIBDIR=/usr/lib/x86_64-linux-gnu/libibverbs
 STOCK_LIB=$LIBDIR/librxe-rdmav34.so
+# The library is installed as librxe_rs-rdmav34.so; the names libibverbs of
+# the other private ABIs the library serves look for are symlinks to it.
 OUR_LIB=$LIBDIR/librxe_rs-rdmav34.so
+OUR_ABIS="34 57 59 64 65"
 ENTRY=/etc/libibverbs.d/rxe.driver
 SAVED=/etc/rxe-rs/rxe.driver.stock
 OURS_LINE='rxe_rs: rxe0: context opened by rxe_rs'
@@ -98,7 +106,13 @@ stock_back() {
 	[ "$(sha256sum < $ENTRY)" = "$STOCK_SUM" ] || { echo "$ENTRY differs from the stock one"; return 1; }
 	[ -z "$(dpkg-divert --list $ENTRY)" ] || { echo "diversion left"; return 1; }
 	[ ! -e /etc/rxe-rs ] || { echo "/etc/rxe-rs left"; return 1; }
-	[ ! -e $OUR_LIB ] && [ ! -e /usr/share/rxe-rs ] || { echo "our files left"; return 1; }
+	[ ! -e /usr/share/rxe-rs ] || { echo "our files left"; return 1; }
+	for abi in $OUR_ABIS; do
+		if [ -e $LIBDIR/librxe_rs-rdmav$abi.so ] || [ -L $LIBDIR/librxe_rs-rdmav$abi.so ]; then
+			echo "$LIBDIR/librxe_rs-rdmav$abi.so left"
+			return 1
+		fi
+	done
 	for f in /etc/libibverbs.d/*; do
 		if grep -qs "rxe_rs" "$f"; then echo "$f names rxe_rs"; return 1; fi
 	done
@@ -118,8 +132,86 @@ diverted() {
 	for f in /etc/libibverbs.d/*; do
 		if grep -qsx "driver rxe" "$f"; then echo "$f still names the stock provider"; return 1; fi
 	done
-	[ -f $OUR_LIB ] || return 1
+	[ -f $OUR_LIB ] && [ ! -L $OUR_LIB ] || return 1
+	names
+}
+
+# Every name libibverbs of a served private ABI looks for: the library
+# itself for 34, a relative symlink to it in the same directory for the
+# others, each resolving to the one file.
+names() {
+	local abi f
+	ls -la $LIBDIR/librxe_rs-*
+	for abi in $OUR_ABIS; do
+		f=$LIBDIR/librxe_rs-rdmav$abi.so
+		if [ "$f" != $OUR_LIB ]; then
+			[ "$(readlink "$f")" = "$(basename $OUR_LIB)" ] || { echo "$f is not a symlink to $(basename $OUR_LIB)"; return 1; }
+		fi
+		[ "$(readlink -f "$f")" = $OUR_LIB ] || { echo "$f does not resolve to $OUR_LIB"; return 1; }
+	done
 	echo ok
+}
+
+# The installed package under another release's libibverbs (trixie's 56.1,
+# ABI 34; sid's 65, ABI 65), unpacked by tests/releases/fetch.sh and run
+# through trixie's loader by tests/releases/run.sh with this machine's
+# /etc/libibverbs.d (RXE_PROVIDER=system): that libibverbs has the same
+# compiled-in driver-file directory and provider directory as this one, so
+# it reads the entry the package installed (`driver rxe_rs`) and dlopens
+# $LIBDIR/librxe_rs-rdmav<its ABI>.so, just as it would on a system where
+# it is installed. (A real install of that libibverbs1 here is not
+# possible: it needs glibc >= 2.38, Debian 12 has 2.36.)
+# release_loads <suite>: the loader logs that name being loaded, and no
+# librxe; release_serves <suite>: the probe opens rxe0 through ours. If the
+# library logs that it does not serve that ABI (a build before it does),
+# release_serves is a SKIP naming the library's own words.
+release_abi() { sed -n 's/^# abi: //p' "$RELEASES/$1/versions.txt"; }
+release_probe() {
+	rm -f "$OUT/log/release-$1.ld".*
+	env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin VERBS_LOG_LEVEL=3 RXE_PROVIDER=system \
+		"RXE_RELEASES_DIR=$RELEASES" "RXE_LD_DEBUG_OUTPUT=$OUT/log/release-$1.ld" \
+		bash "$REPO/tests/releases/run.sh" "$1" "$PROBE" rxe0 > "$OUT/log/release-$1.probe" 2>&1
+	echo $? > "$OUT/log/release-$1.rc"
+}
+release_loads() {
+	local abi loaded
+	abi=$(release_abi "$1")
+	[ -n "$abi" ] || { echo "no ABI in $RELEASES/$1/versions.txt"; return 1; }
+	release_probe "$1"
+	echo "$1: libibverbs private ABI $abi; probe exit $(cat "$OUT/log/release-$1.rc"):"
+	cat "$OUT/log/release-$1.probe"
+	loaded=$(cat "$OUT/log/release-$1.ld".* 2>/dev/null | grep -o 'file=[^ ]*rdmav[^ ]*' | sort -u)
+	echo "--- provider files the loader loaded:"
+	echo "$loaded"
+	echo "$loaded" | grep -qx "file=$LIBDIR/librxe_rs-rdmav$abi.so" || { echo "librxe_rs-rdmav$abi.so not loaded"; return 1; }
+	if echo "$loaded" | grep -q 'librxe-rdmav'; then echo "a stock librxe was loaded"; return 1; fi
+	if grep -q "couldn't load driver" "$OUT/log/release-$1.probe"; then echo "libibverbs could not load a driver"; return 1; fi
+	echo ok
+}
+release_serves() {
+	local p
+	p=$(cat "$OUT/log/release-$1.probe")
+	echo "$p"
+	[ "$(cat "$OUT/log/release-$1.rc")" = 0 ] && echo "$p" | grep -qx "opened rxe0" &&
+		echo "$p" | grep -qx "mapped $OUR_LIB" && echo "$p" | grep -qF "$OURS_LINE"
+}
+releases_installed() {
+	local r why
+	for r in trixie sid; do
+		if [ -z "$RELEASES" ] || [ ! -f "$RELEASES/$r/versions.txt" ]; then
+			echo "SKIP installed_${r}_loads_ours_by_abi_name ${r} not unpacked (tests/releases/fetch.sh)" >> "$RESULTS"
+			echo "SKIP installed_${r}_ours_used ${r} not unpacked (tests/releases/fetch.sh)" >> "$RESULTS"
+			continue
+		fi
+		check "installed_${r}_loads_ours_by_abi_name" release_loads "$r"
+		why=$(grep -o 'rxe_rs: not registered: .*' "$OUT/log/release-$r.probe" | head -1)
+		if [ -n "$why" ] && echo "$why" | grep -q 'serves ABI'; then
+			cp "$OUT/log/release-$r.probe" "$OUT/log/installed_${r}_ours_used.txt"
+			echo "SKIP installed_${r}_ours_used $why" >> "$RESULTS"
+		else
+			check "installed_${r}_ours_used" release_serves "$r"
+		fi
+	done
 }
 
 # ibverbs-providers' own files are as dpkg installed them (none edited in
@@ -196,6 +288,8 @@ check install_stock_packages_intact stock_pkg_intact
 check install_ours_used uses ours
 check install_ibv_devinfo_ours devinfo ours
 check install_pingpong pingpong
+check install_provider_names names
+releases_installed
 
 # ibverbs-providers reinstalled (as by an upgrade) while we are installed:
 # its rxe.driver lands in the diverted place and ours stays in charge.

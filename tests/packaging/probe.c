@@ -1,8 +1,9 @@
 /*
  * A minimal verbs program for the packaging tests: opens a device the way
  * any application does (no variables, whatever /etc/libibverbs.d says),
- * queries it, then prints every provider library (*-rdmav34.so) mapped in
- * its own address space, from /proc/self/maps:
+ * queries it, then prints every provider library (*-rdmav<ABI>.so) mapped
+ * in its own address space, from /proc/self/maps (the path of the file, so
+ * a library loaded through a symlink shows under its target's name):
  *   mapped <path>
  *   opened <device>        (or `cannot open <device>`, exit 1)
  * usage: probe [device]    (default rxe0)
@@ -28,7 +29,7 @@ int main(int argc, char **argv)
 	FILE *maps = fopen("/proc/self/maps", "r");
 	while (maps && fgets(line, sizeof(line), maps)) {
 		char *path = strchr(line, '/');
-		if (!path || !strstr(path, "-rdmav34.so"))
+		if (!path || !strstr(path, "-rdmav"))
 			continue;
 		path[strcspn(path, "\n")] = 0;
 		int dup = 0;
