@@ -185,7 +185,10 @@ release_loads() {
 	echo "$loaded"
 	echo "$loaded" | grep -qx "file=$LIBDIR/librxe_rs-rdmav$abi.so" || { echo "librxe_rs-rdmav$abi.so not loaded"; return 1; }
 	if echo "$loaded" | grep -q 'librxe-rdmav'; then echo "a stock librxe was loaded"; return 1; fi
-	if grep -q "couldn't load driver" "$OUT/log/release-$1.probe"; then echo "libibverbs could not load a driver"; return 1; fi
+	# The host's driver files name rdma-core 44's other providers, which
+	# exist only as -rdmav34.so: a libibverbs of another ABI warns about
+	# each. Only a failure to load ours (or a librxe) counts here.
+	if grep -q "couldn't load driver '[^']*rxe" "$OUT/log/release-$1.probe"; then echo "libibverbs could not load the rxe provider"; return 1; fi
 	echo ok
 }
 release_serves() {
