@@ -6,7 +6,7 @@ use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Object};
 use core::cell::UnsafeCell;
 use core::ptr;
 
@@ -16,15 +16,7 @@ pub(crate) struct Ah {
     ah_num: u32,
 }
 
-// SAFETY: ibv_ah is the first field of a repr(C) struct; handed out by leak().
-unsafe impl Object for Ah {
-    type Raw = ibv_ah;
-    fn raw(&self) -> *mut ibv_ah {
-        self.raw.get()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Ah {}
+object::boxed_object!(Ah, ibv_ah, raw);
 
 impl Ah {
     pub(crate) fn ah_num(&self) -> u32 {

@@ -6,7 +6,7 @@ use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Object};
 use crate::queue::{next_index, Ring, SpinGuard, SpinLock};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
@@ -48,16 +48,7 @@ pub(crate) struct Cq {
     polling: SpinLock<Polling>,
 }
 
-// SAFETY: verbs_cq is the first field of a repr(C) struct, and ibv_cq and
-// ibv_cq_ex both sit at its offset 0; handed out by leak().
-unsafe impl Object for Cq {
-    type Raw = ibv_cq;
-    fn raw(&self) -> *mut ibv_cq {
-        self.vcq.get().cast()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Cq {}
+object::boxed_object!(Cq, ibv_cq, vcq);
 
 // SAFETY: we write vcq only under the poll lock (the extended status/wr_id)
 // or before the CQ is shared; libibverbs synchronizes its own fields.

@@ -3,7 +3,7 @@
 use crate::abi::private::*;
 use crate::abi::sys::rdma_driver_id::RDMA_DRIVER_RXE;
 use crate::cmd::Result;
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Boxed};
 use core::cell::UnsafeCell;
 use core::ptr;
 
@@ -16,16 +16,7 @@ pub(crate) struct Device {
     abi_version: u32,
 }
 
-// SAFETY: verbs_device is the first field of a repr(C) struct, and we hand
-// out only pointers made by leak().
-unsafe impl Object for Device {
-    type Raw = verbs_device;
-    fn raw(&self) -> *mut verbs_device {
-        self.vdev.get()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Device {}
+object::boxed_object!(Device, verbs_device, vdev);
 
 /// A `Sync` wrapper: these tables hold raw pointers to static data only.
 #[repr(transparent)]

@@ -11,7 +11,7 @@ use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Object};
 use crate::pd::Pd;
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
@@ -37,15 +37,7 @@ pub(crate) struct Mr {
     raw: UnsafeCell<verbs_mr>,
 }
 
-// SAFETY: verbs_mr is the first field of a repr(C) struct; handed out by leak().
-unsafe impl Object for Mr {
-    type Raw = verbs_mr;
-    fn raw(&self) -> *mut verbs_mr {
-        self.raw.get()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Mr {}
+object::boxed_object!(Mr, verbs_mr, raw);
 
 /// A memory window; libibverbs knows it as `ibv_mw`.
 #[repr(C)]
@@ -53,15 +45,7 @@ pub(crate) struct Mw {
     raw: UnsafeCell<ibv_mw>,
 }
 
-// SAFETY: ibv_mw is the first field of a repr(C) struct; handed out by leak().
-unsafe impl Object for Mw {
-    type Raw = ibv_mw;
-    fn raw(&self) -> *mut ibv_mw {
-        self.raw.get()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Mw {}
+object::boxed_object!(Mw, ibv_mw, raw);
 
 impl Mw {
     pub(crate) fn rkey(&self) -> u32 {

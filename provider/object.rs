@@ -46,6 +46,25 @@ pub(crate) unsafe trait Boxed: Object {
     }
 }
 
+/// Implements [`Object`] and [`Boxed`] for a `#[repr(C)]` type whose first
+/// field `$cell` is an `UnsafeCell` of the struct libibverbs knows it by
+/// (which begins with `$raw`).
+macro_rules! boxed_object {
+    ($ty:ty, $raw:ty, $cell:ident) => {
+        // SAFETY: `$cell` is the first field of a repr(C) struct and begins
+        // with `$raw`; the type is handed out only by Boxed::leak.
+        unsafe impl $crate::object::Object for $ty {
+            type Raw = $raw;
+            fn raw(&self) -> *mut $raw {
+                self.$cell.get().cast()
+            }
+        }
+        // SAFETY: as above.
+        unsafe impl $crate::object::Boxed for $ty {}
+    };
+}
+pub(crate) use boxed_object;
+
 /// Destroys `raw`'s kernel object with `kernel_destroy`, then frees ours. When
 /// the kernel refuses, the object stays alive and usable, as verbs requires.
 ///

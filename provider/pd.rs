@@ -3,7 +3,7 @@
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Object};
 use core::cell::UnsafeCell;
 
 #[repr(C)]
@@ -11,15 +11,7 @@ pub(crate) struct Pd {
     raw: UnsafeCell<ibv_pd>,
 }
 
-// SAFETY: ibv_pd is the first field of a repr(C) struct; handed out by leak().
-unsafe impl Object for Pd {
-    type Raw = ibv_pd;
-    fn raw(&self) -> *mut ibv_pd {
-        self.raw.get()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Pd {}
+object::boxed_object!(Pd, ibv_pd, raw);
 
 impl Pd {
     pub(crate) fn handle(&self) -> u32 {

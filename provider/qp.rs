@@ -9,7 +9,7 @@ use crate::ah::Ah;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
 use crate::mr::{next_rkey, Mw};
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Object};
 use crate::queue::{Producer, ProducerState, Ring, SpinLock};
 use crate::recv::RecvQueue;
 use crate::wqe::{self, MwBind, PostError, Refusal, SendLimits, UdAddress};
@@ -71,16 +71,7 @@ pub(crate) struct Qp {
     rq: Option<SpinLock<RecvQueue>>,
 }
 
-// SAFETY: verbs_qp is the first field of a repr(C) struct, and ibv_qp and
-// ibv_qp_ex both sit at its offset 0; handed out by leak().
-unsafe impl Object for Qp {
-    type Raw = ibv_qp;
-    fn raw(&self) -> *mut ibv_qp {
-        self.vqp.get().cast()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Qp {}
+object::boxed_object!(Qp, ibv_qp, vqp);
 
 // SAFETY: our mutable state is behind the two locks; of vqp we only read
 // (the state atomically) what libibverbs writes, and write it before the QP

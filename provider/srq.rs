@@ -5,7 +5,7 @@ use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
-use crate::object::{self, Boxed, Object};
+use crate::object::{self, Object};
 use crate::queue::{Ring, SpinLock};
 use crate::recv::RecvQueue;
 use crate::wqe::{self, PostError, Refusal};
@@ -21,16 +21,7 @@ pub(crate) struct Srq {
     rq: SpinLock<core::result::Result<RecvQueue, Errno>>,
 }
 
-// SAFETY: verbs_srq is the first field of a repr(C) struct and ibv_srq its
-// first; handed out by leak().
-unsafe impl Object for Srq {
-    type Raw = ibv_srq;
-    fn raw(&self) -> *mut ibv_srq {
-        self.vsrq.get().cast()
-    }
-}
-// SAFETY: as above.
-unsafe impl Boxed for Srq {}
+object::boxed_object!(Srq, ibv_srq, vsrq);
 
 // SAFETY: our mutable state is behind the lock; vsrq is libibverbs' to
 // synchronize once the SRQ is handed out.
