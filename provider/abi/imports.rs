@@ -14,23 +14,11 @@
 //! outside the global scope.
 
 use super::private::*;
+use super::releases::PRIVATE_ABIS;
 use super::sys::*;
 use core::ffi::{c_int, c_void, CStr};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
-
-/// Private ABIs whose registration symbol we look for, newest first; the
-/// ones this build serves are in [`SERVED`].
-const KNOWN: [(u32, &CStr, &CStr); 5] = [
-    (65, c"verbs_register_driver_65", c"IBVERBS_PRIVATE_65"),
-    (64, c"verbs_register_driver_64", c"IBVERBS_PRIVATE_64"),
-    (59, c"verbs_register_driver_59", c"IBVERBS_PRIVATE_59"),
-    (57, c"verbs_register_driver_57", c"IBVERBS_PRIVATE_57"),
-    (34, c"verbs_register_driver_34", c"IBVERBS_PRIVATE_34"),
-];
-
-/// The private ABIs whose layouts this build knows.
-const SERVED: &[u32] = &[34, 57, 59, 64, 65];
 
 /// Which `verbs_context_ops` layout a libibverbs has (abi/releases.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +74,6 @@ pub(crate) fn flavor() -> Flavor {
 pub(crate) enum Unusable {
     NoLibibverbs,
     UnknownAbi,
-    UnservedAbi(u32),
     Missing(&'static CStr),
 }
 
@@ -94,12 +81,13 @@ impl core::fmt::Display for Unusable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Unusable::NoLibibverbs => write!(f, "libibverbs.so.1 is not loaded in this process"),
-            Unusable::UnknownAbi => write!(f, "this libibverbs exports no verbs_register_driver_<ABI> that rxe_rs knows"),
-            Unusable::UnservedAbi(abi) => write!(
-                f,
-                "this libibverbs has private ABI {abi} (IBVERBS_PRIVATE_{abi}); this build of rxe_rs serves ABI {}",
-                SERVED.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
-            ),
+            Unusable::UnknownAbi => {
+                write!(f, "this libibverbs exports no verbs_register_driver_<ABI> that rxe_rs knows; it serves ABI")?;
+                for (i, abi) in PRIVATE_ABIS.iter().enumerate() {
+                    write!(f, "{}{}", if i == 0 { " " } else { ", " }, abi.number)?;
+                }
+                Ok(())
+            }
             Unusable::Missing(name) => write!(f, "libibverbs lacks {}", name.to_str().unwrap_or("?")),
         }
     }
@@ -301,10 +289,11 @@ fn table() -> &'static Table {
 /// The private ABI of the libibverbs behind `lib`, from the registration
 /// symbol it exports.
 fn detect_abi(lib: *mut c_void) -> Option<(u32, &'static CStr, &'static CStr)> {
-    KNOWN.iter().copied().find(|(_, name, version)| {
+    PRIVATE_ABIS.iter().find(|abi| {
         // SAFETY: lib is a live handle; both strings are NUL-terminated.
-        !unsafe { libc::dlvsym(lib, name.as_ptr(), version.as_ptr()) }.is_null()
+        !unsafe { libc::dlvsym(lib, abi.register.as_ptr(), abi.node.as_ptr()) }.is_null()
     })
+    .map(|abi| (abi.number, abi.register, abi.node))
 }
 
 /// Finds the libibverbs that loaded us, resolves every import for its ABI
@@ -317,9 +306,6 @@ pub(crate) fn register(ops: &'static verbs_device_ops) -> Result<Flavor, Unusabl
         return Err(Unusable::NoLibibverbs);
     }
     let (abi, register_name, version) = detect_abi(lib).ok_or(Unusable::UnknownAbi)?;
-    if !SERVED.contains(&abi) {
-        return Err(Unusable::UnservedAbi(abi));
-    }
     let table = Table::resolve(lib, version)?;
     let lookup = |name: &'static CStr| {
         // SAFETY: lib is a live handle; both strings are NUL-terminated.
@@ -336,7 +322,7 @@ pub(crate) fn register(ops: &'static verbs_device_ops) -> Result<Flavor, Unusabl
     let _ = TABLE.set(table);
     let _ = VARYING.set(varying);
     // SAFETY: verbs_register_driver_<ABI> takes the ops table of that ABI,
-    // which `ops` is (SERVED holds only ABIs whose layout this build has).
+    // which `ops` is (PRIVATE_ABIS lists only ABIs whose layout this build has).
     let register_driver = unsafe { core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*const verbs_device_ops)>(f) };
     // SAFETY: ops is 'static and laid out for this ABI.
     unsafe { register_driver(ops) };
@@ -378,7 +364,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_abi() {
-        let m = Unusable::UnservedAbi(65).to_string();
-        assert!(m.contains("private ABI 65") && m.contains("serves ABI 34"), "{m}");
+        let m = Unusable::UnknownAbi.to_string();
+        assert!(m.ends_with("it serves ABI 34, 57, 59, 64, 65"), "{m}");
     }
 }
