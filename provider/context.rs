@@ -2,6 +2,7 @@
 //! fd every other verb writes to. Also the device and port queries.
 
 use crate::abi::imports::*;
+use crate::abi::newer_kernels;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
@@ -29,6 +30,88 @@ pub(crate) struct Context {
     /// Set once write(2) was refused for changed credentials: the send
     /// doorbell then goes by ioctl (uverbs_ioctl::doorbell).
     pub(crate) doorbell_via_ioctl: core::sync::atomic::AtomicBool,
+    /// What the kernel's rxe can do beyond 6.1's; written before the
+    /// context is handed out, read-only after.
+    features: Features,
+}
+
+/// What the device's kernel driver reports beyond 6.1's rxe, read once when
+/// the context opens. Features follow the running kernel, not the headers
+/// the provider was built with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Features {
+    pub cap_flags_ex: u64,
+    pub odp_general: u64,
+    pub odp_rc: u32,
+    pub odp_ud: u32,
+}
+
+impl Features {
+    /// From the kernel's QUERY_DEVICE_EX answer of `resp_len` bytes.
+    fn from_resp(resp: &ib_uverbs_ex_query_device_resp, resp_len: usize) -> Features {
+        let mut out = ibv_device_attr_ex::default();
+        fill_device_attr(&mut out, resp, resp_len);
+        Features {
+            cap_flags_ex: out.device_cap_flags_ex,
+            odp_general: out.odp_caps.general_caps,
+            odp_rc: out.odp_caps.per_transport_caps.rc_odp_caps,
+            odp_ud: out.odp_caps.per_transport_caps.ud_odp_caps,
+        }
+    }
+
+    /// Asks the kernel; a kernel that cannot answer has none of them.
+    fn query(cmd_fd: RawFd) -> Features {
+        match cmd::write_ex(cmd_fd, ib_uverbs_ex_query_device::default()) {
+            Ok(r) => Features::from_resp(&r, r.response_length as usize),
+            Err(e) => {
+                log::debug!("QUERY_DEVICE_EX refused ({e}): assuming 6.1's rxe features");
+                Features::default()
+            }
+        }
+    }
+
+    pub(crate) fn atomic_write(&self) -> bool {
+        self.cap_flags_ex & newer_kernels::DEVICE_ATOMIC_WRITE != 0
+    }
+
+    pub(crate) fn flush(&self) -> bool {
+        self.cap_flags_ex & (newer_kernels::DEVICE_FLUSH_GLOBAL | newer_kernels::DEVICE_FLUSH_PERSISTENT) != 0
+    }
+
+    pub(crate) fn odp(&self) -> bool {
+        self.odp_general & ibv_odp_general_caps::IBV_ODP_SUPPORT as u64 != 0
+    }
+
+    pub(crate) fn odp_implicit(&self) -> bool {
+        self.odp_general & ibv_odp_general_caps::IBV_ODP_SUPPORT_IMPLICIT as u64 != 0
+    }
+}
+
+/// A kernel feature the running kernel's rxe lacks, for refusal lines:
+/// names the feature, this kernel and the Linux release that added it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MissingInKernel {
+    pub feature: &'static str,
+    pub since: &'static str,
+}
+
+pub(crate) const ATOMIC_WRITE_SINCE: MissingInKernel = MissingInKernel { feature: "ATOMIC WRITE", since: "6.2" };
+pub(crate) const FLUSH_SINCE: MissingInKernel = MissingInKernel { feature: "RDMA FLUSH", since: "6.2" };
+pub(crate) const ODP_SINCE: MissingInKernel = MissingInKernel { feature: "on-demand paging (ODP)", since: "6.14" };
+
+impl core::fmt::Display for MissingInKernel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // SAFETY: all-zero is a valid utsname; uname only writes it.
+        let mut u: libc::utsname = unsafe { core::mem::zeroed() };
+        // SAFETY: u is ours and writable.
+        let release = if unsafe { libc::uname(&mut u) } == 0 {
+            // SAFETY: uname NUL-terminates its fields.
+            unsafe { CStr::from_ptr(u.release.as_ptr()) }.to_str().unwrap_or("?")
+        } else {
+            "?"
+        };
+        write!(f, "this kernel's rxe ({release}) has no {}; rxe gained it in Linux {}", self.feature, self.since)
+    }
 }
 
 // SAFETY: after open we only read fields that libibverbs no longer changes
@@ -66,6 +149,10 @@ impl Context {
         }
     }
 
+    pub(crate) fn features(&self) -> Features {
+        self.features
+    }
+
     fn sysfs(&self) -> *const verbs_sysfs_dev {
         // SAFETY: every device libibverbs opens through us is a verbs_device.
         unsafe { (*(*self.raw()).device.cast::<verbs_device>()).sysfs }
@@ -74,8 +161,15 @@ impl Context {
     /// A context for host tests: no device, commands go to `cmd_fd`.
     #[cfg(test)]
     pub(crate) fn for_tests(cmd_fd: RawFd) -> Box<Context> {
-        // SAFETY: all-zero is a valid verbs_context (null pointers, zero fds).
-        let ctx: Box<Context> = unsafe { crate::object::try_box_zeroed() }.unwrap();
+        Context::for_tests_with(cmd_fd, Features::default())
+    }
+
+    /// As [`Context::for_tests`], on a kernel with `features`.
+    #[cfg(test)]
+    pub(crate) fn for_tests_with(cmd_fd: RawFd, features: Features) -> Box<Context> {
+        // SAFETY: all-zero is a valid Context (null pointers, zero fds, no features).
+        let mut ctx: Box<Context> = unsafe { crate::object::try_box_zeroed() }.unwrap();
+        ctx.features = features;
         // SAFETY: not shared yet.
         unsafe { (*ctx.raw()).cmd_fd = cmd_fd };
         ctx
@@ -114,14 +208,14 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
     if raw.is_null() {
         return Err(Errno::last());
     }
-    // SAFETY: raw is a fresh, initialized Context nobody else holds yet.
-    let ctx = unsafe { &*raw };
     match crate::uverbs_ioctl::get_context(cmd_fd) {
         Ok(info) => {
-            // SAFETY: not shared yet.
+            // SAFETY: raw is a fresh Context nobody else holds yet; its
+            // ibv_context sits inside the UnsafeCell'd verbs_context.
             unsafe {
-                (*ctx.raw()).async_fd = info.async_fd;
-                (*ctx.raw()).num_comp_vectors = info.num_comp_vectors as c_int;
+                let ibctx = core::ptr::addr_of_mut!((*(*raw).vctx.get()).context);
+                (*ibctx).async_fd = info.async_fd;
+                (*ibctx).num_comp_vectors = info.num_comp_vectors as c_int;
             }
             if let Some(bits) = info.core_support {
                 // SAFETY: every device libibverbs matches to us is a verbs_device;
@@ -130,12 +224,19 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
             }
         }
         Err(e) => {
-            log::error!("{}: GET_CONTEXT refused by the kernel: {e}", ctx.name());
-            // SAFETY: nothing else holds ctx yet.
+            // SAFETY: raw is initialized; nothing else holds it yet.
+            log::error!("{}: GET_CONTEXT refused by the kernel: {e}", unsafe { &*raw }.name());
+            // SAFETY: nothing else holds it.
             unsafe { release(raw) };
             return Err(e);
         }
     }
+    // Needs the kernel context GET_CONTEXT made; written before anyone reads it.
+    let features = Features::query(cmd_fd);
+    // SAFETY: raw is ours alone until we return it.
+    unsafe { core::ptr::addr_of_mut!((*raw).features).write(features) };
+    // SAFETY: raw is a fresh, initialized Context nobody else holds yet.
+    let ctx = unsafe { &*raw };
     // SAFETY: libibverbs' verbs_context starts vctx_offset bytes into our
     // allocation and was initialized above; ops is 'static, per the contract.
     let release_vctx = unsafe { raw.cast::<u8>().add(vctx_offset) };
@@ -143,11 +244,14 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
     unsafe { verbs_set_ops(release_vctx.cast(), ops) };
     let f = crate::abi::imports::flavor();
     log::info!(
-        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {})",
+        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {}; kernel rxe: atomic_write={} flush={} odp={})",
         ctx.name(),
         env!("CARGO_PKG_VERSION"),
         f.abi,
-        f.release.map_or(-1, |r| r as i64)
+        f.release.map_or(-1, |r| r as i64),
+        features.atomic_write() as u8,
+        features.flush() as u8,
+        features.odp() as u8,
     );
     Ok(release_vctx.cast())
 }
@@ -426,6 +530,21 @@ mod tests {
         // A caller whose struct ends inside odp_caps gets nothing of it.
         let mid_odp = offset_of_end!(ibv_device_attr_ex, odp_caps) - 1;
         assert_eq!(device_attr_copy_len(mid_odp), offset_of_end!(ibv_device_attr_ex, comp_mask));
+    }
+
+    #[test]
+    fn features_come_from_the_kernels_answer() {
+        let mut resp = ib_uverbs_ex_query_device_resp {
+            device_cap_flags_ex: newer_kernels::DEVICE_ATOMIC_WRITE | newer_kernels::DEVICE_FLUSH_GLOBAL,
+            ..Default::default()
+        };
+        resp.odp_caps.general_caps = ibv_odp_general_caps::IBV_ODP_SUPPORT as u64;
+        let full = Features::from_resp(&resp, size_of::<ib_uverbs_ex_query_device_resp>());
+        assert!(full.atomic_write() && full.flush() && full.odp() && !full.odp_implicit());
+        // A kernel whose answer stops before device_cap_flags_ex has none of them.
+        let short = Features::from_resp(&resp, offset_of_end!(ib_uverbs_ex_query_device_resp, odp_caps));
+        assert!(!short.atomic_write() && !short.flush() && short.odp());
+        assert_eq!(Features::default(), Features::from_resp(&Default::default(), 0));
     }
 
     #[test]

@@ -337,3 +337,67 @@ fn a_batch_that_overfills_the_queue_is_enospc() {
     // SAFETY: plain integers.
     qp.with_rings(|sq, _| assert_eq!(unsafe { wqe_at(sq, 2).wr.wr.ud.ah_num }, 3));
 }
+
+#[test]
+fn atomic_write_and_flush_builders_fill_the_wqe_as_the_kernel_reads_it() {
+    use crate::abi::newer_kernels::{rxe_flush_wr, WR_ATOMIC_WRITE, WR_FLUSH};
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    let value = 0x1122_3344_5566_7788u64.to_ne_bytes();
+    // SAFETY: one batch on this thread, ended; the value outlives it.
+    unsafe {
+        qp.wr_start();
+        (*qp.ex_raw()).wr_id = 1;
+        qp.wr_build(SendOp::AtomicWrite { rkey: 0x42, addr: 0xa000, data: value.as_ptr() });
+        (*qp.ex_raw()).wr_id = 2;
+        qp.wr_build(SendOp::Flush { rkey: 0x43, addr: 0xb000, len: 4096, ptype: 1, level: 0 });
+        qp.wr_complete().unwrap();
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (2, 1));
+    qp.with_rings(|sq, _| {
+        let w = wqe_at(sq, 0);
+        // SAFETY: plain integers.
+        let rdma = unsafe { w.wr.wr.rdma };
+        assert_eq!((w.wr.wr_id, w.wr.opcode, rdma.rkey, rdma.remote_addr, w.iova), (1, WR_ATOMIC_WRITE, 0x42, 0xa000, 0xa000));
+        assert_eq!((w.dma.length, w.dma.resid, w.dma.num_sge), (8, 8, 0));
+        assert_eq!(&sq.sim_slot(0)[SEND_HEADER..SEND_HEADER + 8], &value);
+
+        let w = wqe_at(sq, 1);
+        // SAFETY: the flush arm overlays the union's start (asserted in newer_kernels).
+        let flush = unsafe { ptr::read(ptr::addr_of!(w.wr.wr).cast::<rxe_flush_wr>()) };
+        assert_eq!((w.wr.wr_id, w.wr.opcode), (2, WR_FLUSH));
+        assert_eq!(flush, rxe_flush_wr { remote_addr: 0xb000, length: 0, rkey: 0x43, ptype: 1, level: 0 });
+        assert_eq!((w.dma.length, w.dma.resid, w.iova), (4096, 4096, 0xb000));
+    });
+}
+
+#[test]
+fn bad_atomic_write_and_flush_operands_fail_the_batch() {
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    // SAFETY: batches on this thread, each ended.
+    unsafe {
+        qp.wr_start();
+        qp.wr_build(SendOp::AtomicWrite { rkey: 1, addr: 0, data: ptr::null() });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+        qp.wr_start();
+        qp.wr_build(SendOp::Flush { rkey: 1, addr: 0, len: 1 << 32, ptype: 1, level: 0 });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+}
+
+#[test]
+fn flush_and_atomic_write_through_post_send_are_refused_unposted() {
+    use crate::abi::newer_kernels::{WR_ATOMIC_WRITE, WR_FLUSH};
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    for opcode in [WR_FLUSH, WR_ATOMIC_WRITE] {
+        let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }];
+        let mut wr = send_wr(7, opcode, &mut sg);
+        // SAFETY: a valid one-WR list on our stack.
+        let e = unsafe { qp.post_send(&mut wr) }.unwrap_err();
+        assert_eq!((e.errno, e.bad), (Errno(libc::EINVAL), &mut wr as *mut _));
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+}

@@ -10,7 +10,9 @@
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
-use crate::context::Context;
+use crate::abi::imports::ibv_cmd_advise_mr;
+use crate::abi::newer_kernels;
+use crate::context::{Context, Features, FLUSH_SINCE, ODP_SINCE};
 use crate::object::{self, Object};
 use crate::pd::Pd;
 use core::cell::UnsafeCell;
@@ -22,6 +24,8 @@ use ibv_access_flags as acc;
 /// Access bits the kernel's ib_check_mr_access knows (LOCAL_WRITE..HUGETLB),
 /// besides the optional range, which it may ignore.
 const KERNEL_KNOWN_ACCESS: u32 = 0xff;
+/// The placement-type bits kernels from 6.2 know (FLUSH_GLOBAL, FLUSH_PERSISTENT).
+const FLUSH_ACCESS: u32 = newer_kernels::ACCESS_FLUSH_GLOBAL | newer_kernels::ACCESS_FLUSH_PERSISTENT;
 /// Bits a device may ignore (IBV_ACCESS_OPTIONAL_RANGE).
 const OPTIONAL_ACCESS_RANGE: u32 = ib_uverbs_access_flags::IB_UVERBS_ACCESS_OPTIONAL_RANGE;
 const CAP_IPC_LOCK: u32 = 14;
@@ -58,6 +62,25 @@ impl Mw {
         // SAFETY: as above; the application serializes binds of one window.
         unsafe { (*self.raw()).rkey = rkey };
     }
+}
+
+/// `ibv_advise_mr`: prefetching pages of on-demand MRs is the kernel's work.
+/// rdma-core 59+'s librxe passes it straight through and older ones leave it
+/// to libibverbs' EOPNOTSUPP; ours passes it through under every release.
+///
+/// # Safety
+/// `sg_list` holds `num_sge` readable entries (the verbs contract).
+pub(crate) unsafe fn advise(pd: &Pd, advice: u32, flags: u32, sg_list: *mut ibv_sge, num_sge: u32) -> Result<()> {
+    // SAFETY: a PD's context outlives it.
+    let ctx = unsafe { Context::from_raw((*pd.raw()).context) };
+    // SAFETY: our PD; the list per the contract.
+    cmd::checked(unsafe { ibv_cmd_advise_mr(pd.raw(), advice, flags, sg_list, num_sge) }).inspect_err(|e| {
+        if ctx.features().odp() {
+            log::error!("{}: advise_mr: advice {advice} flags {flags:#x} num_sge {num_sge} refused with {e}", ctx.name());
+        } else {
+            log::error!("{}: advise_mr: refused with {e}: {ODP_SINCE}", ctx.name());
+        }
+    })
 }
 
 /// The rkey a type 1 bind gives a window: its low byte moves on, as in librxe.
@@ -99,7 +122,7 @@ pub(crate) fn reg(pd: &Pd, addr: *mut c_void, length: usize, iova: u64, access: 
     let asked = RegRequest { start: req.start, length: req.length, iova, access: access_bits };
     let resp = cmd::write(ctx.cmd_fd(), req).inspect_err(|&e| {
         if crate::log::enabled(log::Level::Error) {
-            let cause = explain(&asked, e, &Facts::gather(&asked));
+            let cause = explain(&asked, e, &Facts::gather(&asked, ctx.features()));
             log::error!("{}: reg_mr: refused with {} cause={}: {cause}", ctx.name(), e.name(), cause.token());
         }
     })?;
@@ -245,19 +268,21 @@ pub(crate) struct Facts {
     pub first_unreadable: Option<u64>,
     /// The first address of the request no writable mapping covers.
     pub first_unwritable: Option<u64>,
+    /// What the device's kernel driver can do (ODP, FLUSH).
+    pub features: Features,
 }
 
 impl Facts {
     /// Reads the facts for `req` from the process. Only called on failure,
     /// and only when the log line will be written.
-    pub(crate) fn gather(req: &RegRequest) -> Facts {
+    pub(crate) fn gather(req: &RegRequest, features: Features) -> Facts {
         // SAFETY: sysconf has no preconditions.
         let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
         let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit only writes the struct we pass.
         let got = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) } == 0;
         let memlock_limit = (got && rl.rlim_cur != libc::RLIM_INFINITY).then_some(rl.rlim_cur);
-        let mut f = Facts { page_size, memlock_limit, ..Default::default() };
+        let mut f = Facts { page_size, memlock_limit, features, ..Default::default() };
         for_each_line(c"/proc/self/status", |line| {
             f.pinned = f.pinned.or_else(|| parse_vm_pin(line));
             f.cap_ipc_lock |= parse_cap_ipc_lock(line);
@@ -388,6 +413,9 @@ impl fmt::Display for Kib {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Cause {
     OdpUnsupported,
+    ImplicitOdpUnsupported,
+    FlushUnsupported,
+    PersistentNotPmem,
     AccessUnknownBits { access: u32, unknown: u32 },
     PageOffsetMismatch { start: u64, iova: u64, page: u64 },
     RemoteWithoutLocalWrite { access: u32 },
@@ -409,6 +437,9 @@ impl Cause {
     pub(crate) fn token(&self) -> &'static str {
         match self {
             Cause::OdpUnsupported => "odp-unsupported",
+            Cause::ImplicitOdpUnsupported => "implicit-odp-unsupported",
+            Cause::FlushUnsupported => "flush-unsupported",
+            Cause::PersistentNotPmem => "persistent-not-pmem",
             Cause::AccessUnknownBits { .. } => "access-unknown-bits",
             Cause::PageOffsetMismatch { .. } => "page-offset-mismatch",
             Cause::RemoteWithoutLocalWrite { .. } => "remote-without-local-write",
@@ -432,9 +463,19 @@ const RAISE_MEMLOCK: &str = "raise the memlock limit (ulimit -l, memlock in /etc
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Cause::OdpUnsupported => write!(
+            Cause::OdpUnsupported => {
+                write!(f, "access IBV_ACCESS_ON_DEMAND: {ODP_SINCE}; register without it so the pages are pinned")
+            }
+            Cause::ImplicitOdpUnsupported => write!(
                 f,
-                "access IBV_ACCESS_ON_DEMAND is not supported by this device (rxe has no on-demand paging); register without it so the pages are pinned"
+                "an implicit on-demand MR (addr NULL, length SIZE_MAX) needs IBV_ODP_SUPPORT_IMPLICIT, which this device does not \
+                 report (rxe pages explicit ODP MRs only); register the range you use with IBV_ACCESS_ON_DEMAND"
+            ),
+            Cause::FlushUnsupported => write!(f, "access FLUSH_GLOBAL or FLUSH_PERSISTENT: {FLUSH_SINCE}"),
+            Cause::PersistentNotPmem => write!(
+                f,
+                "access IBV_ACCESS_FLUSH_PERSISTENT needs pages of persistent memory (pmem); rxe refuses it for ordinary memory, \
+                 register with IBV_ACCESS_FLUSH_GLOBAL instead"
             ),
             Cause::AccessUnknownBits { access, unknown } => write!(
                 f,
@@ -496,9 +537,18 @@ pub(crate) fn explain(req: &RegRequest, err: Errno, f: &Facts) -> Cause {
     match err.0 {
         libc::EINVAL | libc::EOPNOTSUPP => {
             if access & acc::IBV_ACCESS_ON_DEMAND != 0 {
-                return Cause::OdpUnsupported;
+                if !f.features.odp() {
+                    return Cause::OdpUnsupported;
+                }
+                if req.length == u64::MAX && !f.features.odp_implicit() {
+                    return Cause::ImplicitOdpUnsupported;
+                }
             }
-            let unknown = access & !(KERNEL_KNOWN_ACCESS | OPTIONAL_ACCESS_RANGE);
+            if access & FLUSH_ACCESS != 0 && !f.features.flush() {
+                return Cause::FlushUnsupported;
+            }
+            let known = KERNEL_KNOWN_ACCESS | FLUSH_ACCESS;
+            let unknown = access & !(known | OPTIONAL_ACCESS_RANGE);
             if unknown != 0 {
                 return Cause::AccessUnknownBits { access, unknown };
             }
@@ -507,6 +557,9 @@ pub(crate) fn explain(req: &RegRequest, err: Errno, f: &Facts) -> Cause {
             }
             if access & (acc::IBV_ACCESS_REMOTE_WRITE | acc::IBV_ACCESS_REMOTE_ATOMIC) != 0 && access & acc::IBV_ACCESS_LOCAL_WRITE == 0 {
                 return Cause::RemoteWithoutLocalWrite { access };
+            }
+            if access & newer_kernels::ACCESS_FLUSH_PERSISTENT != 0 && err.0 == libc::EINVAL {
+                return Cause::PersistentNotPmem;
             }
             if req.length == 0 || pages_spanned(req, page) == 0 {
                 return Cause::ZeroLength;
@@ -586,6 +639,31 @@ mod tests {
     }
 
     #[test]
+    fn odp_and_flush_refusals_follow_what_the_kernel_reports() {
+        let odp = acc::IBV_ACCESS_ON_DEMAND | acc::IBV_ACCESS_LOCAL_WRITE;
+        // 6.1: no ODP, no FLUSH; the line names the kernel and the release that added it.
+        let (t, m) = why(req(0x10000, 4096, 0x10000, odp), libc::EOPNOTSUPP, &facts());
+        assert_eq!(t, "odp-unsupported");
+        assert!(m.contains("has no on-demand paging") && m.contains("Linux 6.14"), "{m}");
+        let flush = newer_kernels::ACCESS_FLUSH_GLOBAL | 1;
+        let (t, m) = why(req(0x10000, 4096, 0x10000, flush), libc::EINVAL, &facts());
+        assert_eq!(t, "flush-unsupported");
+        assert!(m.contains("Linux 6.2"), "{m}");
+        // A kernel with explicit ODP and FLUSH.
+        let newer = Features {
+            cap_flags_ex: newer_kernels::DEVICE_FLUSH_GLOBAL | newer_kernels::DEVICE_FLUSH_PERSISTENT,
+            odp_general: ibv_odp_general_caps::IBV_ODP_SUPPORT as u64,
+            ..Default::default()
+        };
+        let f = Facts { features: newer, ..facts() };
+        assert_eq!(why(req(0, u64::MAX, 0, odp), libc::EINVAL, &f).0, "implicit-odp-unsupported");
+        assert_eq!(why(req(0x10000, 4096, 0x20010, odp), libc::EINVAL, &f).0, "page-offset-mismatch");
+        let persistent = newer_kernels::ACCESS_FLUSH_PERSISTENT | 1;
+        assert_eq!(why(req(0x10000, 4096, 0x10000, persistent), libc::EINVAL, &f).0, "persistent-not-pmem");
+        assert_eq!(why(req(0x10000, 4096, 0x10000, 1 << 15), libc::EINVAL, &f).0, "access-unknown-bits");
+    }
+
+    #[test]
     fn memlock_zero_and_exceeded() {
         let f = Facts { memlock_limit: Some(0), ..facts() };
         assert_eq!(why(req(0x10000, 4096, 0x10000, 1), libc::EPERM, &f).0, "memlock-zero");
@@ -648,7 +726,7 @@ mod tests {
     #[test]
     fn facts_of_this_process() {
         let buf = vec![0u8; 8192];
-        let f = Facts::gather(&req(buf.as_ptr() as u64, 8192, 0, acc::IBV_ACCESS_LOCAL_WRITE));
+        let f = Facts::gather(&req(buf.as_ptr() as u64, 8192, 0, acc::IBV_ACCESS_LOCAL_WRITE), Features::default());
         assert_eq!((f.first_unreadable, f.first_unwritable), (None, None));
         assert!(f.page_size >= 4096);
     }

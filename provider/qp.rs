@@ -3,11 +3,12 @@
 
 use crate::abi::imports::*;
 use crate::abi::private::*;
-use crate::abi::releases::verbs_qp_45;
+use crate::abi::releases::{ibv_qp_ex_45, verbs_qp_45};
 use crate::abi::sys::*;
 use crate::ah::Ah;
 use crate::cmd::{self, Errno, Result};
-use crate::context::Context;
+use crate::abi::newer_kernels;
+use crate::context::{Context, Features, MissingInKernel, ATOMIC_WRITE_SINCE, FLUSH_SINCE};
 use crate::mr::{next_rkey, Mw};
 use crate::object::{self, Object};
 use crate::queue::{Producer, ProducerState, Ring, SpinLock};
@@ -40,6 +41,41 @@ pub(crate) const SUPPORTED_SEND_OPS_UC: u64 = (ops::IBV_QP_EX_WITH_RDMA_WRITE
     | ops::IBV_QP_EX_WITH_BIND_MW
     | ops::IBV_QP_EX_WITH_SEND_WITH_INV) as u64;
 pub(crate) const SUPPORTED_SEND_OPS_UD: u64 = (ops::IBV_QP_EX_WITH_SEND | ops::IBV_QP_EX_WITH_SEND_WITH_IMM) as u64;
+/// RC send ops that need a kernel newer than 6.1 (and, for FLUSH, a
+/// libibverbs with `ibv_wr_flush`): allowed when both have them.
+const NEWER_SEND_OPS_RC: u64 = newer_kernels::QP_EX_WITH_ATOMIC_WRITE | newer_kernels::QP_EX_WITH_FLUSH;
+
+/// Why a QP cannot have the newer send ops it asks for, if it cannot.
+enum NewerOpMissing {
+    Kernel(MissingInKernel),
+    /// rdma-core 44's `ibv_qp_ex` has no `wr_flush` to install.
+    FlushInLibibverbs,
+}
+
+impl fmt::Display for NewerOpMissing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NewerOpMissing::Kernel(m) => m.fmt(f),
+            NewerOpMissing::FlushInLibibverbs => write!(f, "this libibverbs (before rdma-core 45) has no ibv_wr_flush"),
+        }
+    }
+}
+
+fn newer_send_ops_missing(flags: u64, features: Features, has_wr_flush: bool) -> Option<NewerOpMissing> {
+    if flags & newer_kernels::QP_EX_WITH_ATOMIC_WRITE != 0 && !features.atomic_write() {
+        return Some(NewerOpMissing::Kernel(ATOMIC_WRITE_SINCE));
+    }
+    if flags & newer_kernels::QP_EX_WITH_FLUSH != 0 {
+        if !has_wr_flush {
+            return Some(NewerOpMissing::FlushInLibibverbs);
+        }
+        if !features.flush() {
+            return Some(NewerOpMissing::Kernel(FLUSH_SINCE));
+        }
+    }
+    None
+}
+
 const SUPPORTED_COMP_MASK: u32 = ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_PD
     | ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_CREATE_FLAGS
     | ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
@@ -119,9 +155,10 @@ impl Qp {
         unsafe { (*self.base()).handle }
     }
 
-    /// The extended QP, to install the send functions before the QP is handed out.
-    pub(crate) fn ex_mut(&mut self) -> &mut ibv_qp_ex {
-        &mut self.vqp.get_mut().qp_ex.v44
+    /// The extended QP in rdma-core 45+'s layout (44's is its prefix), to
+    /// install the send functions before the QP is handed out.
+    pub(crate) fn ex45_mut(&mut self) -> &mut ibv_qp_ex_45 {
+        &mut self.vqp.get_mut().qp_ex
     }
 
     /// A QP in RTS over heap rings, for host tests.
@@ -259,7 +296,7 @@ pub(crate) unsafe fn create_ex(ctx: &Context, attr: *mut ibv_qp_init_attr_ex) ->
     }
     if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
         let allowed = match a.qp_type {
-            ibv_qp_type::IBV_QPT_RC => SUPPORTED_SEND_OPS_RC,
+            ibv_qp_type::IBV_QPT_RC => SUPPORTED_SEND_OPS_RC | NEWER_SEND_OPS_RC,
             ibv_qp_type::IBV_QPT_UC => SUPPORTED_SEND_OPS_UC,
             ibv_qp_type::IBV_QPT_UD => SUPPORTED_SEND_OPS_UD,
             t => return refuse(format_args!("QP type {t} has no send ops on rxe")),
@@ -270,6 +307,9 @@ pub(crate) unsafe fn create_ex(ctx: &Context, attr: *mut ibv_qp_init_attr_ex) ->
                 a.send_ops_flags,
                 a.send_ops_flags & !allowed
             ));
+        }
+        if let Some(why) = newer_send_ops_missing(a.send_ops_flags, ctx.features(), crate::abi::imports::flavor().qp_has_wr_flush) {
+            return refuse(format_args!("send_ops_flags {:#x}: {why}", a.send_ops_flags));
         }
     }
     with_new_qp(ctx, "create_qp_ex", |vqp| {
@@ -317,6 +357,9 @@ pub(crate) enum SendOp {
     FetchAdd { rkey: u32, addr: u64, add: u64 },
     LocalInv(u32),
     BindMw { mw: *mut ibv_mw, rkey: u32, info: *const ibv_mw_bind_info },
+    /// 8 bytes at `data` written to the remote address as one unit.
+    AtomicWrite { rkey: u32, addr: u64, data: *const u8 },
+    Flush { rkey: u32, addr: u64, len: usize, ptype: u8, level: u8 },
 }
 
 impl SendOp {
@@ -332,8 +375,18 @@ impl SendOp {
             SendOp::FetchAdd { .. } => op::IBV_WR_ATOMIC_FETCH_AND_ADD,
             SendOp::LocalInv(_) => op::IBV_WR_LOCAL_INV,
             SendOp::BindMw { .. } => op::IBV_WR_BIND_MW,
+            SendOp::AtomicWrite { .. } => newer_kernels::WR_ATOMIC_WRITE,
+            SendOp::Flush { .. } => newer_kernels::WR_FLUSH,
         }
     }
+}
+
+/// What a builder read from its C arguments beyond the opcode's operands.
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    AtomicWrite([u8; newer_kernels::ATOMIC_WRITE_LEN]),
+    FlushLength(u32),
 }
 
 /// A setter of the extended send API, applied to the last WQE built.
@@ -602,6 +655,19 @@ impl Qp {
             SendOp::BindMw { .. } => Err(Refusal::BindMwNoWindow),
             _ => Ok(None),
         };
+        // The operands C hands over by pointer or as size_t, read and checked
+        // before the batch is touched.
+        let extra = match send_op {
+            SendOp::AtomicWrite { data, .. } if data.is_null() => Err(Errno(libc::EINVAL)),
+            SendOp::AtomicWrite { data, .. } => {
+                let mut bytes = [0u8; newer_kernels::ATOMIC_WRITE_LEN];
+                // SAFETY: the verbs contract: 8 readable bytes at data.
+                unsafe { ptr::copy_nonoverlapping(data, bytes.as_mut_ptr(), bytes.len()) };
+                Ok(Extra::AtomicWrite(bytes))
+            }
+            SendOp::Flush { len, .. } => u32::try_from(len).map(Extra::FlushLength).map_err(|_| Errno(libc::EINVAL)),
+            _ => Ok(Extra::None),
+        };
         // SAFETY: per the contract.
         unsafe {
             self.in_batch(|p, ssn, err| {
@@ -612,6 +678,13 @@ impl Qp {
                     Ok(b) => b,
                     Err(r) => {
                         *err = Some(r.errno());
+                        return;
+                    }
+                };
+                let extra = match extra {
+                    Ok(x) => x,
+                    Err(e) => {
+                        *err = Some(e);
                         return;
                     }
                 };
@@ -631,9 +704,23 @@ impl Qp {
                     }
                     SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
                     SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
+                    SendOp::AtomicWrite { rkey, addr, .. } => wqe::set_rdma(w, rkey, addr),
+                    SendOp::Flush { rkey, addr, ptype, level, .. } => {
+                        let length = match extra {
+                            Extra::FlushLength(l) => l,
+                            _ => 0,
+                        };
+                        wqe::set_flush(w, rkey, addr, length, ptype, level);
+                    }
                 }
                 if let Some(b) = &bind {
                     wqe::set_bind(w, b);
+                }
+                if let Extra::AtomicWrite(bytes) = extra {
+                    if wqe::set_atomic_write_data(slot, bytes).is_err() {
+                        *err = Some(Errno(libc::EINVAL));
+                        return;
+                    }
                 }
                 p.commit();
                 *ssn = ssn.wrapping_add(1);
@@ -703,5 +790,32 @@ impl Qp {
         // SAFETY: we hold the lock; the position is this batch's.
         let mut producer = unsafe { Producer::resume(ring, batch.producer) };
         producer.discard();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AW: u64 = newer_kernels::QP_EX_WITH_ATOMIC_WRITE;
+    const FL: u64 = newer_kernels::QP_EX_WITH_FLUSH;
+
+    fn kernel(cap_flags_ex: u64) -> Features {
+        Features { cap_flags_ex, ..Default::default() }
+    }
+
+    #[test]
+    fn newer_send_ops_follow_the_kernel_and_the_libibverbs() {
+        let k61 = kernel(0);
+        let k612 = kernel(newer_kernels::DEVICE_ATOMIC_WRITE | newer_kernels::DEVICE_FLUSH_GLOBAL);
+        let missing = |flags, f, wr_flush| newer_send_ops_missing(flags, f, wr_flush).map(|m| m.to_string());
+        assert!(missing(SUPPORTED_SEND_OPS_RC, k61, false).is_none());
+        let m = missing(AW, k61, true).unwrap();
+        assert!(m.contains("no ATOMIC WRITE") && m.contains("Linux 6.2"), "{m}");
+        assert!(missing(AW, k612, false).is_none());
+        let m = missing(FL, k61, true).unwrap();
+        assert!(m.contains("no RDMA FLUSH") && m.contains("Linux 6.2"), "{m}");
+        assert!(missing(FL, k612, false).unwrap().contains("no ibv_wr_flush"));
+        assert!(missing(AW | FL, k612, true).is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! work requests, and builders that write `rxe_send_wqe` / `rxe_recv_wqe`
 //! into a slot given as a byte slice, so no builder can write past its slot.
 
+use crate::abi::newer_kernels;
 use crate::abi::sys::*;
 use crate::cmd::Errno;
 use core::fmt;
@@ -48,6 +49,8 @@ pub(crate) enum Refusal {
     TooManySges { num_sge: i32, max: u32 },
     NullSgList { num_sge: i32 },
     UnknownOpcode(u32),
+    /// FLUSH and ATOMIC WRITE carry operands `ibv_send_wr` has no field for.
+    OnlyThroughWrApi(u32),
     OpcodeNotForTransport { opcode: u32, qp_type: u32 },
     LengthOverflow,
     AtomicMisaligned { length: u32, remote: u64 },
@@ -78,6 +81,12 @@ impl fmt::Display for Refusal {
             Refusal::TooManySges { num_sge, max } => write!(f, "num_sge {num_sge} is outside 0..={max}, the QP's limit"),
             Refusal::NullSgList { num_sge } => write!(f, "sg_list is NULL but num_sge is {num_sge}"),
             Refusal::UnknownOpcode(o) => write!(f, "opcode {o} is not one rxe executes"),
+            Refusal::OnlyThroughWrApi(o) => write!(
+                f,
+                "opcode {o} ({}) has operands ibv_send_wr cannot carry; post it with {} on a QP created with its send_ops_flags",
+                if o == newer_kernels::WR_FLUSH { "FLUSH" } else { "ATOMIC_WRITE" },
+                if o == newer_kernels::WR_FLUSH { "ibv_wr_flush" } else { "ibv_wr_atomic_write" }
+            ),
             Refusal::OpcodeNotForTransport { opcode, qp_type } => {
                 write!(f, "opcode {opcode} is not allowed on a {} QP", qp_type_name(qp_type))
             }
@@ -135,7 +144,8 @@ pub(crate) fn qp_state_name(state: u32) -> &'static str {
     }
 }
 
-/// Opcodes the kernel's rxe executes (6.1 has no ATOMIC_WRITE or TSO).
+/// Opcodes ibv_post_send can hand the kernel's rxe (not TSO, which rxe
+/// lacks, nor FLUSH and ATOMIC WRITE: see `Refusal::OnlyThroughWrApi`).
 fn opcode_known(opcode: u32) -> bool {
     matches!(
         opcode,
@@ -243,6 +253,9 @@ pub(crate) struct CheckedSend<'a> {
 pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Result<CheckedSend<'a>, Refusal> {
     // SAFETY: per the contract.
     let sges = unsafe { sge_list(wr.sg_list, wr.num_sge, lim.max_sge) }?;
+    if matches!(wr.opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
+        return Err(Refusal::OnlyThroughWrApi(wr.opcode));
+    }
     if !opcode_known(wr.opcode) {
         return Err(Refusal::UnknownOpcode(wr.opcode));
     }
@@ -312,6 +325,29 @@ pub(crate) fn set_rdma(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64) {
 pub(crate) fn set_atomic(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64, compare_add: u64, swap: u64) {
     w.wr.wr.atomic = rxe_send_wr__bindgen_ty_2__bindgen_ty_2 { remote_addr, compare_add, swap, rkey, reserved: 0 };
     w.iova = remote_addr;
+}
+
+/// FLUSH: the flush arm of the union; the kernel takes the length from the
+/// WQE's dma part, as librxe (rdma-core 45+) puts it.
+pub(crate) fn set_flush(w: &mut rxe_send_wqe, rkey: u32, remote_addr: u64, length: u32, ptype: u8, level: u8) {
+    let flush = newer_kernels::rxe_flush_wr { remote_addr, length: 0, rkey, ptype, level };
+    // SAFETY: rxe_flush_wr fits the union (asserted in newer_kernels) and
+    // needs no more alignment than it; every byte of the union is plain data.
+    unsafe { core::ptr::addr_of_mut!(w.wr.wr).cast::<newer_kernels::rxe_flush_wr>().write(flush) };
+    w.dma.length = length;
+    w.dma.resid = length;
+    w.iova = remote_addr;
+}
+
+/// ATOMIC WRITE's operand, where the WQE's inline data starts. Fails if the
+/// slot is too short to hold it (never with the kernel's slot sizes).
+pub(crate) fn set_atomic_write_data(slot: &mut [u8], bytes: [u8; newer_kernels::ATOMIC_WRITE_LEN]) -> Result<(), ()> {
+    let at = slot.get_mut(SEND_HEADER..SEND_HEADER + bytes.len()).ok_or(())?;
+    at.copy_from_slice(&bytes);
+    let w = send_header(slot);
+    w.dma.length = bytes.len() as u32;
+    w.dma.resid = bytes.len() as u32;
+    Ok(())
 }
 
 pub(crate) fn set_bind(w: &mut rxe_send_wqe, b: &MwBind) {

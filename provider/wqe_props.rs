@@ -290,6 +290,10 @@ fn expected_send(c: &SendCase, lens: &[u32]) -> Result<(), Refusal> {
     if c.num_sge > 0 && c.null_list {
         return Err(Refusal::NullSgList { num_sge: c.num_sge });
     }
+    // FLUSH (14) and ATOMIC_WRITE (15) only through ibv_wr_flush / ibv_wr_atomic_write.
+    if matches!(c.opcode, 14 | 15) {
+        return Err(Refusal::OnlyThroughWrApi(c.opcode));
+    }
     if !known_opcode(c.opcode) {
         return Err(Refusal::UnknownOpcode(c.opcode));
     }

@@ -171,6 +171,7 @@ imports! {
     fn ibv_cmd_destroy_ah(ah: *mut ibv_ah) -> c_int;
     fn ibv_cmd_attach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
     fn ibv_cmd_detach_mcast(qp: *mut ibv_qp, gid: *const ibv_gid, lid: u16) -> c_int;
+    fn ibv_cmd_advise_mr(pd: *mut ibv_pd, advice: ib_uverbs_advise_mr_advice::Type, flags: u32, sg_list: *mut ibv_sge, num_sge: u32) -> c_int;
 }
 
 static TABLE: OnceLock<Table> = OnceLock::new();

@@ -7,6 +7,7 @@
 //!   and pinned by layout tests.
 //! - [`releases`]: what differs from `private` in every later private ABI
 //!   (57, 59 in two layouts, 64, 65) and in ABI 34 after v44.0.
+//! - [`newer_kernels`]: constants and layouts kernels after 6.1 added.
 
 #[allow(
     non_camel_case_types,
@@ -23,6 +24,8 @@ pub(crate) mod sys {
 }
 
 pub(crate) mod imports;
+#[allow(non_camel_case_types)]
+pub(crate) mod newer_kernels;
 pub(crate) mod private;
 
 // Some types here only pin what later releases add (completion counters,

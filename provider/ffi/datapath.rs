@@ -5,6 +5,8 @@
 
 use super::{guarded, no_unwind, ret_int, ret_ptr};
 use crate::abi::imports::*;
+use crate::abi::newer_kernels;
+use crate::abi::releases::ibv_qp_ex_45;
 use crate::abi::private::*;
 use crate::abi::sys::*;
 use crate::cmd::Result;
@@ -194,7 +196,7 @@ unsafe extern "C" fn create_qp_ex(ctx: *mut ibv_context, attr: *mut ibv_qp_init_
         // SAFETY: as above.
         let a = unsafe { &*attr };
         if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
-            install_send_ops(q.ex_mut(), a.send_ops_flags);
+            install_send_ops(q.ex45_mut(), a.send_ops_flags);
         }
         Ok(Qp::leak(q))
     }))
@@ -290,6 +292,8 @@ wr_builder!(wr_atomic_cmp_swp(rkey: u32, addr: u64, compare: u64, swap: u64) => 
 wr_builder!(wr_atomic_fetch_add(rkey: u32, addr: u64, add: u64) => SendOp::FetchAdd { rkey, addr, add });
 wr_builder!(wr_local_inv(rkey: u32) => SendOp::LocalInv(rkey));
 wr_builder!(wr_bind_mw(mw: *mut ibv_mw, rkey: u32, info: *const ibv_mw_bind_info) => SendOp::BindMw { mw, rkey, info });
+wr_builder!(wr_atomic_write(rkey: u32, addr: u64, data: *const c_void) => SendOp::AtomicWrite { rkey, addr, data: data.cast() });
+wr_builder!(wr_flush(rkey: u32, addr: u64, len: usize, ptype: u8, level: u8) => SendOp::Flush { rkey, addr, len, ptype, level });
 
 macro_rules! wr_setter {
     ($name:ident($($arg:ident: $ty:ty),*) => $payload:expr) => {
@@ -313,8 +317,17 @@ unsafe extern "C" fn wr_set_inline_data(q: *mut ibv_qp_ex, addr: *mut c_void, le
 }
 
 /// The extended QP's table: the builders asked for, and every setter.
-fn install_send_ops(ex: &mut ibv_qp_ex, flags: u64) {
+/// create_ex allowed FLUSH only where this libibverbs' `ibv_qp_ex` has
+/// `wr_flush` (rdma-core 45+; in 44 that place is `verbs_qp::comp_mask`).
+fn install_send_ops(ex45: &mut ibv_qp_ex_45, flags: u64) {
+    if flags & newer_kernels::QP_EX_WITH_FLUSH != 0 && crate::abi::imports::flavor().qp_has_wr_flush {
+        ex45.wr_flush = Some(wr_flush);
+    }
+    let ex = &mut ex45.v44;
     let has = |f: u32| flags & f as u64 != 0;
+    if flags & newer_kernels::QP_EX_WITH_ATOMIC_WRITE != 0 {
+        ex.wr_atomic_write = Some(wr_atomic_write);
+    }
     if has(ops::IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP) {
         ex.wr_atomic_cmp_swp = Some(wr_atomic_cmp_swp);
     }

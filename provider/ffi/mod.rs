@@ -133,6 +133,11 @@ unsafe extern "C" fn reg_mr(pd: *mut ibv_pd, addr: *mut c_void, length: usize, i
     }))
 }
 
+unsafe extern "C" fn advise_mr(pd: *mut ibv_pd, advice: ib_uverbs_advise_mr_advice::Type, flags: u32, sg_list: *mut ibv_sge, num_sge: u32) -> c_int {
+    // SAFETY: pd is one of our PDs; the list is the application's.
+    ret_int(guarded("advise_mr", || unsafe { mr::advise(Pd::from_raw(pd), advice, flags, sg_list, num_sge) }))
+}
+
 unsafe extern "C" fn dereg_mr(vmr: *mut verbs_mr) -> c_int {
     // SAFETY: vmr came from reg_mr; libibverbs' destroy contract.
     ret_int(guarded("dereg_mr", || unsafe { mr::dereg(vmr) }))
@@ -160,6 +165,7 @@ fn context_ops() -> &'static verbs_context_ops {
             dealloc_pd: Some(dealloc_pd),
             reg_mr: Some(reg_mr),
             dereg_mr: Some(dereg_mr),
+            advise_mr: Some(advise_mr),
             alloc_mw: Some(alloc_mw),
             dealloc_mw: Some(dealloc_mw),
             free_context: Some(free_context),
