@@ -34,7 +34,7 @@ pub(crate) const ACCESS_FLUSH_PERSISTENT: u32 = 1 << 9;
 pub(crate) struct rxe_flush_wr {
     pub remote_addr: u64,
     /// The kernel reads the length from the WQE's dma part; this stays 0, as in librxe.
-    pub length: u64,
+    pub length: u32,
     pub rkey: u32,
     pub ptype: u8,
     pub level: u8,
@@ -42,7 +42,9 @@ pub(crate) struct rxe_flush_wr {
 
 // It overlays the union's start like the other arms.
 const _: () = assert!(size_of::<rxe_flush_wr>() <= size_of::<rxe_send_wr__bindgen_ty_2>());
-const _: () = assert!(offset_of!(rxe_flush_wr, rkey) == 16 && offset_of!(rxe_flush_wr, level) == 21);
+// Offsets as in rdma_user_rxe.h of 6.2+ (rkey after a 32-bit length).
+const _: () = assert!(offset_of!(rxe_flush_wr, rkey) == 12 && offset_of!(rxe_flush_wr, ptype) == 16 && offset_of!(rxe_flush_wr, level) == 17);
+const _: () = assert!(size_of::<rxe_flush_wr>() == 24);
 
 /// ATOMIC WRITE's 8 bytes travel in the WQE where inline data would
 /// (`rxe_dma_info::atomic_wr`, a union member with `inline_data`).
