@@ -10,7 +10,7 @@
 //! The stock librxe must get the same, except where stock_differs says what
 //! it gets instead (README, "Known differences"). Every figure (the
 //! key=value fields) of both providers is printed and written to
-//! <out>/stress-figures.txt.
+//! <out>/figures.stress_<program>.txt.
 
 use super::*;
 
@@ -42,8 +42,8 @@ fn check_program_with(
     (ours, stock)
 }
 
-/// Every case's key=value figures, stock beside ours, appended to
-/// <out>/stress-figures.txt.
+/// Every case's key=value figures, stock beside ours, written to
+/// <out>/figures.stress_<program>.txt.
 fn print_figures(file: &str, ours: &[Case], stock: &[Case], ours_text: &str, stock_text: &str) {
     let s = case_map(stock);
     let mut t = format!("== {file}\n");
@@ -58,12 +58,8 @@ fn print_figures(file: &str, ours: &[Case], stock: &[Case], ours_text: &str, sto
     let secs = |text: &str| text.lines().find_map(|l| l.strip_prefix("seconds=")).unwrap_or("?").to_string();
     let _ = writeln!(t, "seconds: stock {} ours {}", secs(stock_text), secs(ours_text));
     eprintln!("{t}");
-    let path = out().join("stress-figures.txt");
-    let mut all = fs::read_to_string(&path).unwrap_or_default();
-    if !all.contains(&format!("== {file}\n")) {
-        all.push_str(&t);
-        let _ = fs::write(&path, all);
-    }
+    // One file per program: the tests run in parallel.
+    let _ = fs::write(out().join(format!("figures.{file}.txt")), &t);
 }
 
 fn field<'a>(cases: &'a [Case], name: &str, key: &str) -> &'a str {
