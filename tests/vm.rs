@@ -13,6 +13,11 @@
 //! tests fail: they never skip. RXE_RS_VM_RESULTS=<dir> re-checks the results
 //! of an earlier boot instead of booting.
 //!
+//! Debian's 6.12 and 7.x kernels (tests/kernels/fetch.sh) are booted too, one
+//! boot each, after or before this one (one VM at a time), with a subset of
+//! the suites (KERNELS, tests/vm/kernels.rs); RXE_RS_VM_RESULTS=<dir> re-checks
+//! their results in <dir>-6.12 and <dir>-7.
+//!
 //! The C programs print their own expectations beside each case
 //! (`case <name> expect=<token> got=<token>`); the tests here compare tokens.
 //!
@@ -33,14 +38,20 @@ use std::sync::{Mutex, OnceLock};
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
 const SUITES: &[&str] = &["core", "datapath", "safety", "releases"];
 
+/// The guest suites each other kernel's boot runs, in order (as SUITES).
+const KERNEL_SUITES: &[&str] = &["subset"];
+
+/// The other kernels, by the name tests/kernels/fetch.sh gives them, with
+/// the suites their boot runs besides KERNEL_SUITES. pyverbs (3 to 4
+/// minutes a provider) runs on 7.x only, where the kernel's rxe differs most,
+/// to keep the two boots within the test command's time.
+const KERNELS: &[(&str, &[&str])] = &[("6.12", &[]), ("7", &["pyverbs"])];
+
 #[path = "vm/safety.rs"]
 mod safety;
 
 #[path = "vm/releases.rs"]
 mod releases;
-
-#[path = "vm/kernels.rs"]
-mod kernels;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,6 +91,47 @@ fn out() -> &'static Path {
         }
         let out = repo().join("target/vmtest/out");
         boot(&out, None, SUITES)?;
+        Ok(out)
+    });
+    match result {
+        Ok(out) => out,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The suites `kernel`'s boot runs.
+fn suites_of(kernel: &str) -> Vec<&'static str> {
+    let (_, extra) = KERNELS.iter().find(|(k, _)| *k == kernel).unwrap_or_else(|| panic!("no kernel {kernel} in KERNELS"));
+    KERNEL_SUITES.iter().chain(extra.iter()).copied().collect()
+}
+
+/// The stamp tests/kernels/fetch.sh wrote for `kernel`, and the value of its
+/// `# <key>: ` line.
+fn stamp(kernel: &str, key: &str) -> Result<String, String> {
+    let path = repo().join("target/kernels").join(kernel).join("versions.txt");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}; run bash tests/kernels/fetch.sh", path.display()))?;
+    let prefix = format!("# {key}: ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no '{prefix}' line", path.display()))
+}
+
+/// The results directory of the one boot of `kernel` (a name in KERNELS),
+/// made on first use: target/vmtest/out-<kernel>, or with RXE_RS_VM_RESULTS
+/// set, <that dir>-<kernel>.
+fn kernel_out(kernel: &str) -> &'static Path {
+    static OUTS: [OnceLock<Result<PathBuf, String>>; KERNELS.len()] = [const { OnceLock::new() }; KERNELS.len()];
+    let i = KERNELS.iter().position(|(k, _)| *k == kernel).unwrap_or_else(|| panic!("no kernel {kernel} in KERNELS"));
+    let result = OUTS[i].get_or_init(|| {
+        if let Some(dir) = std::env::var_os("RXE_RS_VM_RESULTS") {
+            let mut dir = dir;
+            dir.push(format!("-{kernel}"));
+            return Ok(PathBuf::from(dir));
+        }
+        let vmlinuz = repo().join("target/kernels").join(kernel).join(stamp(kernel, "vmlinuz")?);
+        let out = repo().join(format!("target/vmtest/out-{kernel}"));
+        boot(&out, Some(&vmlinuz), &suites_of(kernel))?;
         Ok(out)
     });
     match result {
@@ -526,5 +578,9 @@ mod datapath_suite {
         assert!(count(&ours, "ok") >= count(&stock, "ok"), "{report}");
     }
 }
+
+/// The other kernels' boots (KERNELS).
+#[path = "vm/kernels.rs"]
+mod kernels;
 
 // The packages are tested by tests/packaging/run.sh (part of scripts/test.sh).

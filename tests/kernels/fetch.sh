@@ -95,7 +95,7 @@ for name in "${todo[@]}"; do
 	for p in $pkgs; do
 		if ! apt-cache "${APT_OPTS[@]}" madison "$p" | awk -F' *[|] *' -v s="$suite" -v v="$version" '$2 == v && $3 ~ (" " s "/main ")' | grep -q .; then
 			echo "$name: $p $version is no longer in $suite; apt's newest kernel there: $(newest_in "$suite")." >&2
-			echo "Pin it (with its linux-modules-* package if split) in KERNELS in $0." >&2
+			echo "Pin it (for a split kernel, with its linux-modules-* and linux-base-* packages) in KERNELS in $0." >&2
 			exit 1
 		fi
 	done

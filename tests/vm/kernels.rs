@@ -1,66 +1,17 @@
-//! The other kernels: Debian's 6.12 (bookworm-backports) and 7.x
-//! (trixie-backports), unpacked by tests/kernels/fetch.sh and booted one at a
-//! time (`boot`), each once, running KERNEL_SUITES through the stock librxe
-//! and ours: the subset of tests/guest/subset.sh, and pyverbs on 7.x. The
-//! checks are the host kernel's (the helpers of tests/vm.rs, given that
-//! kernel's results directory); what differs between kernels comes from what
-//! the kernel reports (mr_cases derives its ODP expectation from
-//! ibv_query_device_ex, ibv_rc_pingpong -o must pass where devinfo shows ODP),
-//! and ours must do what the stock librxe does.
-//!
-//! Results land in target/vmtest/out-<kernel>; with RXE_RS_VM_RESULTS=<dir>
-//! set, <dir>-<kernel> is re-checked instead of booting.
+//! The tests of the other kernels' boots: Debian's 6.12 (bookworm-backports)
+//! and 7.x (trixie-backports), unpacked by tests/kernels/fetch.sh, each booted
+//! once by `kernel_out` (tests/vm.rs) with KERNEL_SUITES (tests/guest/subset.sh)
+//! and, on 7.x, pyverbs, through the stock librxe and ours. The checks are
+//! those of the host kernel's boot, given that kernel's results directory.
+//! What differs between kernels comes from what the kernel reports: mr_cases
+//! expects ODP registrations to work where ibv_query_device_ex reports ODP,
+//! ibv_rc_pingpong -o must pass where devinfo shows RC ODP and fail through
+//! both providers where not, and where the kernel has a choice (flags it may
+//! take or refuse) ours must get what the stock librxe got.
 
 use super::datapath_suite::{check_edge, check_programs, check_pyverbs, check_served};
 use super::core_suite::{check_devinfo, check_mr_cases, check_mr_refusal_causes};
 use super::*;
-
-/// The guest suites each other kernel's boot runs, in order (as SUITES).
-const KERNEL_SUITES: &[&str] = &["subset"];
-
-/// The other kernels, by the name tests/kernels/fetch.sh gives them, with
-/// the suites their boot runs besides KERNEL_SUITES. pyverbs (3 to 4
-/// minutes a provider) runs on 7.x only, where the kernel's rxe differs most,
-/// to keep the two boots within the test command's time.
-const KERNELS: &[(&str, &[&str])] = &[("6.12", &[]), ("7", &["pyverbs"])];
-
-fn suites_of(kernel: &str) -> Vec<&'static str> {
-    let (_, extra) = KERNELS.iter().find(|(k, _)| *k == kernel).unwrap_or_else(|| panic!("no kernel {kernel} in KERNELS"));
-    KERNEL_SUITES.iter().chain(extra.iter()).copied().collect()
-}
-
-/// The stamp tests/kernels/fetch.sh wrote for `kernel`, and the value of its
-/// `# <key>: ` line.
-fn stamp(kernel: &str, key: &str) -> Result<String, String> {
-    let path = repo().join("target/kernels").join(kernel).join("versions.txt");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}; run bash tests/kernels/fetch.sh", path.display()))?;
-    let prefix = format!("# {key}: ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(str::to_string)
-        .ok_or_else(|| format!("{}: no '{prefix}' line", path.display()))
-}
-
-/// The results directory of `kernel`'s one boot, made on first use.
-fn kernel_out(kernel: &str) -> &'static Path {
-    static OUTS: [OnceLock<Result<PathBuf, String>>; KERNELS.len()] = [const { OnceLock::new() }; KERNELS.len()];
-    let i = KERNELS.iter().position(|(k, _)| *k == kernel).unwrap_or_else(|| panic!("no kernel {kernel} in KERNELS"));
-    let result = OUTS[i].get_or_init(|| {
-        if let Some(dir) = std::env::var_os("RXE_RS_VM_RESULTS") {
-            let mut dir = dir;
-            dir.push(format!("-{kernel}"));
-            return Ok(PathBuf::from(dir));
-        }
-        let vmlinuz = repo().join("target/kernels").join(kernel).join(stamp(kernel, "vmlinuz")?);
-        let out = repo().join(format!("target/vmtest/out-{kernel}"));
-        boot(&out, Some(&vmlinuz), &suites_of(kernel))?;
-        Ok(out)
-    });
-    match result {
-        Ok(out) => out,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// Whether the kernel's rxe reports on-demand paging for RC sends and
 /// receives, as ibv_devinfo -v shows it through the stock librxe.
