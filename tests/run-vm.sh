@@ -1,5 +1,6 @@
 #!/bin/bash
-# Boots Debian's kernel once under qemu (virtme-ng), brings up rxe0 on the
+# Boots Debian's kernel once under qemu (virtme-ng): the host's newest
+# /boot/vmlinuz-*-amd64, or $RXE_RS_KERNEL if set. Brings up rxe0 on the
 # VM's isolated NIC and runs the named guest suites (the functions
 # <suite>_suite in tests/guest/*.sh) through the stock librxe and ours.
 # Results land in <out dir>.
@@ -7,7 +8,7 @@
 # tests/stress/ is
 # built first into target/vmtest/bin/<name> (a new .c file there needs no
 # edit here).
-# usage: tests/run-vm.sh <out dir> <suite>...
+# usage: [RXE_RS_KERNEL=<vmlinuz>] tests/run-vm.sh <out dir> <suite>...
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$1
@@ -23,9 +24,12 @@ for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safet
 done
 shopt -u nullglob
 rm -rf "$out" && mkdir -p "$out"
-kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
+# RXE_RS_KERNEL: another kernel's vmlinuz (e.g. one tests/kernels/fetch.sh
+# unpacked); virtme-ng finds its modules beside it (tests/kernels/fetch.sh).
+kernel=${RXE_RS_KERNEL:-$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)}
+[ -f "$kernel" ] || { echo "no kernel image $kernel" >&2; exit 1; }
 # No KVM for this guest: software emulation, kept at 2 CPUs and 4 GiB.
-timeout 4800 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
+timeout 4800 vng --run "$kernel" --verbose --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
 	--rwdir "$out" --exec "bash $repo/tests/guest/main.sh $repo $out $bin $*" > "$out/vm.log" 2>&1 || true
 if [ "$(cat "$out/finished" 2>/dev/null)" != ok ]; then
 	echo "the VM run did not finish; last lines of $out/vm.log:" >&2

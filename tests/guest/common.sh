@@ -8,6 +8,8 @@ CASES=$OUT/cases.txt
 # Brings up rxe0 on the VM's first NIC, which is wired to nothing outside it.
 setup_rxe() {
 	modprobe rdma_rxe || return 1
+	# Since 7.x rdma_rxe no longer pulls in the verbs device files.
+	modprobe ib_uverbs || return 1
 	NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
 	ip link set "$NIC" up && ip addr add 192.0.2.1/24 dev "$NIC" || return 1
 	# rdma_cm's multicast tools need a route for the group.
