@@ -31,13 +31,16 @@ use std::sync::OnceLock;
 
 /// The guest suites the one boot runs, in order: `<suite>` is the function
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
-const SUITES: &[&str] = &["core", "datapath", "safety", "releases"];
+const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features"];
 
 #[path = "vm/safety.rs"]
 mod safety;
 
 #[path = "vm/releases.rs"]
 mod releases;
+
+#[path = "vm/features.rs"]
+mod features;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
