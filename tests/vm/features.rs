@@ -239,3 +239,15 @@ pub(super) fn check_features(out: &Path) {
 fn features_follow_the_device_on_6_1() {
     check_features(out());
 }
+
+/// Debian's 6.12 (bookworm-backports): atomic write, flush, 2 GiB messages.
+#[test]
+fn features_follow_the_device_on_6_12() {
+    check_features(&kernel_out("6.12"));
+}
+
+/// Debian's 7.x (trixie-backports): on-demand paging and advise_mr as well.
+#[test]
+fn features_follow_the_device_on_7() {
+    check_features(&kernel_out("7"));
+}
