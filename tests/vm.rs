@@ -36,10 +36,11 @@ use std::sync::{Mutex, OnceLock};
 
 /// The guest suites the one boot runs, in order: `<suite>` is the function
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
-const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "stress"];
+// stress last: it deletes rxe0 and makes it again.
+const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "stress"];
 
 /// The guest suites each other kernel's boot runs, in order (as SUITES).
-const KERNEL_SUITES: &[&str] = &["subset"];
+const KERNEL_SUITES: &[&str] = &["subset", "features"];
 
 /// The other kernels, by the name tests/kernels/fetch.sh gives them, with
 /// the suites their boot runs besides KERNEL_SUITES. pyverbs (3 to 4
@@ -55,6 +56,9 @@ mod releases;
 
 #[path = "vm/stress.rs"]
 mod stress;
+
+#[path = "vm/features.rs"]
+mod features;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -8,7 +8,8 @@
 # the same package list is not fetched again: a second run downloads nothing.
 #
 # Each root holds that suite's rdma-core (libibverbs1, ibverbs-providers,
-# ibverbs-utils, librdmacm, rdmacm-utils, libibumad3) and libnl, plus from
+# ibverbs-utils, librdmacm, rdmacm-utils, libibumad3; trixie's also
+# libibverbs-dev, for its headers) and libnl, plus from
 # trixie: libc6 (its loader runs everything: these binaries need glibc >= 2.38,
 # the host has 2.36), perftest and perftest's libraries. Every program and
 # library there is checked to resolve all its libraries inside the root.
@@ -31,6 +32,8 @@ packages() {
 	for p in libibverbs1 ibverbs-providers ibverbs-utils librdmacm rdmacm-utils libibumad3 libnl-3-200 libnl-route-3-200; do
 		echo "$p/$s"
 	done
+	# trixie's verbs.h (rdma-core >= 45: ibv_wr_flush) for tests/guest/features.sh.
+	[ "$s" != trixie ] || echo libibverbs-dev/trixie
 	# trixie's loader and C library for every release; perftest (the same
 	# upstream version in trixie and sid) and what it links beyond rdma-core.
 	for p in libc6 perftest libpci3 libudev1 libcap2 zlib1g; do

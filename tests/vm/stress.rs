@@ -37,7 +37,7 @@ fn check_program_with(
     adjust(&mut ours);
     adjust(&mut stock);
     assert!(ours.len() >= min_cases, "{file}: {} cases through ours, want {min_cases}:\n{ours_text}", ours.len());
-    check_outcomes(&file, &ours, &stock, stock_differs);
+    check_outcomes(out(), &file, &ours, &stock, stock_differs);
     print_figures(&file, &ours, &stock, &ours_text, &stock_text);
     (ours, stock)
 }
