@@ -39,6 +39,8 @@ mod safety;
 #[path = "vm/releases.rs"]
 mod releases;
 
+#[path = "vm/twohost.rs"] mod twohost;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
