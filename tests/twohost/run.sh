@@ -30,7 +30,10 @@ port_b=$(free_port "$port_a")
 # boot <role> <own port> <peer port> <mac>: one VM in the background. A
 # datagram socket needs no listener first, so the two boot in any order;
 # frames sent before the peer is up are lost, as on a real wire.
-# No KVM: software emulation, 1 CPU and 2 GiB each (the machine has 2 cores).
+# No KVM: software emulation, 1 CPU and 2 GiB each (the machine has 2
+# cores). Measured with 2 CPUs each: slower (10 min against 5.5), and the
+# 6.1 kernel's rxe failed ib_send_bw after retransmissions (remote invalid
+# request, through the stock librxe too); with 1 CPU each it did not.
 boot() {
 	local wire="-netdev dgram,id=wire,local.type=inet,local.host=127.0.0.1,local.port=$2"
 	wire+=",remote.type=inet,remote.host=127.0.0.1,remote.port=$3"
