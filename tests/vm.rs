@@ -60,8 +60,18 @@ mod stress;
 #[path = "vm/features.rs"]
 mod features;
 
+#[path = "vm/twohost.rs"]
+mod twohost;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Held while a boot of ours runs (tests/vm/twohost.rs takes it too for its
+/// two VMs): the emulated CPUs are not shared between our guests.
+fn vm_turn() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_VM: Mutex<()> = Mutex::new(());
+    ONE_VM.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Boots one VM with tests/run-vm.sh (the host's kernel, or `kernel`, a
@@ -69,8 +79,7 @@ fn repo() -> PathBuf {
 /// of the different kernels take turns, so that perftest's timing on an
 /// emulated CPU is not shared with another guest of ours.
 fn boot(out: &Path, kernel: Option<&Path>, suites: &[&str]) -> Result<(), String> {
-    static ONE_VM: Mutex<()> = Mutex::new(());
-    let _turn = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = vm_turn();
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("tests/run-vm.sh")).arg(out).args(suites);
     if let Some(k) = kernel {
