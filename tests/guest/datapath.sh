@@ -67,7 +67,8 @@ rdmacm() {
 	ucmatose_pair "$p"
 	pair udaddy "$p" udaddy -- udaddy -s 192.0.2.1
 	pair rdma_server_client "$p" rdma_server -- rdma_client -s 192.0.2.1
-	pair mckey "$p" mckey -m 239.1.1.1 -b 192.0.2.1 -C 10 -- mckey -m 239.1.1.1 -b 192.0.2.1 -s -C 10
+	# Line-buffered, so that wait_server sees the receiver join its group.
+	pair mckey "$p" stdbuf -oL mckey -m 239.1.1.1 -b 192.0.2.1 -C 10 -- mckey -m 239.1.1.1 -b 192.0.2.1 -s -C 10
 }
 
 # pyverbs_run <provider>: rdma-core's own suite, as python3-pyverbs ships it.
