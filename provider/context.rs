@@ -252,7 +252,7 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
     unsafe { verbs_set_ops(release_vctx.cast(), ops) };
     let f = crate::abi::imports::flavor();
     log::info!(
-        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {}; kernel rxe: atomic_write={} flush={} odp={})",
+        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {}) kernel rxe has atomic_write={} flush={} odp={}",
         ctx.name(),
         env!("CARGO_PKG_VERSION"),
         f.abi,
