@@ -1,5 +1,6 @@
 //! Two hosts on one wire (tests/twohost/run.sh): two VMs, each with its own
-//! rxe0 on a NIC, the NICs joined by a qemu datagram socket on 127.0.0.1.
+//! rxe0 on a NIC, the NICs joined by a qemu socket netdev (TCP on 127.0.0.1
+//! in a network namespace of the run's own).
 //! Host a (192.0.2.1) runs the servers, host b (192.0.2.2) the clients, in
 //! four pairings named `<server>-<client>`: stock-stock (the reference),
 //! ours-ours, ours-stock and stock-ours. Unlike the one-VM suites, nothing
