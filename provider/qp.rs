@@ -428,8 +428,7 @@ impl Payload {
                     // SAFETY: count entries, per the contract.
                     _ => unsafe { core::slice::from_raw_parts(list, count) },
                 };
-                wqe::set_sge_list(slot, sges, lim)?;
-                wqe::check_message_length(wqe::send_wqe(slot).dma.length, lim).map_err(Refusal::errno)
+                wqe::set_sge_list(slot, sges, lim)
             }
             Payload::Inline { bufs, count } => {
                 let bufs = match (count, bufs.is_null()) {

@@ -466,6 +466,7 @@ pub(crate) fn set_sge_list(slot: &mut [u8], sges: &[ibv_sge], lim: &SendLimits) 
     }
     let total: u64 = sges.iter().map(|s| s.length as u64).sum();
     let length = u32::try_from(total).map_err(|_| Errno(libc::EINVAL))?;
+    check_message_length(length, lim).map_err(Refusal::errno)?;
     let bytes = sge_bytes(sges);
     slot[SEND_HEADER..SEND_HEADER + bytes.len()].copy_from_slice(bytes);
     set_length(slot, length, sges.len() as u32);
