@@ -44,6 +44,8 @@ pub(crate) struct Features {
     pub odp_general: u64,
     pub odp_rc: u32,
     pub odp_ud: u32,
+    /// Port 1's max_msg_sz (rxe has one port); 0 when the query failed.
+    pub max_msg_sz: u32,
 }
 
 impl Features {
@@ -56,18 +58,24 @@ impl Features {
             odp_general: out.odp_caps.general_caps,
             odp_rc: out.odp_caps.per_transport_caps.rc_odp_caps,
             odp_ud: out.odp_caps.per_transport_caps.ud_odp_caps,
+            max_msg_sz: 0,
         }
     }
 
     /// Asks the kernel; a kernel that cannot answer has none of them.
     fn query(cmd_fd: RawFd) -> Features {
-        match cmd::write_ex(cmd_fd, ib_uverbs_ex_query_device::default()) {
+        let mut f = match cmd::write_ex(cmd_fd, ib_uverbs_ex_query_device::default()) {
             Ok(r) => Features::from_resp(&r, r.response_length as usize),
             Err(e) => {
                 log::debug!("QUERY_DEVICE_EX refused ({e}): assuming 6.1's rxe features");
                 Features::default()
             }
+        };
+        match crate::uverbs_ioctl::query_port(cmd_fd, 1) {
+            Ok(p) => f.max_msg_sz = p.legacy_resp.max_msg_sz,
+            Err(e) => log::debug!("QUERY_PORT refused ({e}): message lengths are left to the kernel"),
         }
+        f
     }
 
     pub(crate) fn atomic_write(&self) -> bool {
@@ -244,7 +252,7 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
     unsafe { verbs_set_ops(release_vctx.cast(), ops) };
     let f = crate::abi::imports::flavor();
     log::info!(
-        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {}; kernel rxe: atomic_write={} flush={} odp={})",
+        "{}: context opened by rxe_rs {} (cmd fd {cmd_fd}; libibverbs private ABI {}, rdma-core {}) kernel rxe has atomic_write={} flush={} odp={}",
         ctx.name(),
         env!("CARGO_PKG_VERSION"),
         f.abi,

@@ -48,7 +48,7 @@ impl Kernel {
     }
 
     fn qp(&self, qp_type: u32, sq_slots: u32, rq_slots: u32) -> Box<Qp> {
-        let limits = SendLimits { max_sge: 4, max_inline: 64, qp_type };
+        let limits = SendLimits { max_sge: 4, max_inline: 64, qp_type, max_msg: 1 << 20 };
         Qp::for_tests(&self.ctx, Ring::heap(sq_slots, 256), Some(Ring::heap(rq_slots, 128)), limits, 4)
     }
 }
@@ -400,4 +400,35 @@ fn flush_and_atomic_write_through_post_send_are_refused_unposted() {
         assert_eq!((e.errno, e.bad), (Errno(libc::EINVAL), &mut wr as *mut _));
     }
     assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+}
+
+#[test]
+fn messages_longer_than_the_ports_limit_are_refused_unposted() {
+    // Kernel::qp's limits say max_msg_sz is 1 MiB.
+    let k = Kernel::new();
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    let mut sg = [ibv_sge { addr: 0x1000, length: (1 << 20) + 1, lkey: 1 }];
+    let mut wr = send_wr(1, op::IBV_WR_RDMA_WRITE, &mut sg);
+    // SAFETY: a valid one-WR list on our stack.
+    let e = unsafe { qp.post_send(&mut wr) }.unwrap_err();
+    assert_eq!((e.errno, e.bad), (Errno(libc::EINVAL), &mut wr as *mut _));
+    let two = [ibv_sge { addr: 0x1000, length: 1 << 19, lkey: 1 }, ibv_sge { addr: 0x2000, length: (1 << 19) + 1, lkey: 1 }];
+    // SAFETY: batches on this thread, each ended; the list outlives them.
+    unsafe {
+        qp.wr_start();
+        qp.wr_build(SendOp::RdmaWrite { rkey: 1, addr: 0 });
+        qp.wr_set(Payload::Sge { lkey: 1, addr: 0x1000, length: (1 << 20) + 1 });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+        qp.wr_start();
+        qp.wr_build(SendOp::RdmaWrite { rkey: 1, addr: 0 });
+        qp.wr_set(Payload::SgeList { list: two.as_ptr(), count: 2 });
+        assert_eq!(qp.wr_complete(), Err(Errno(libc::EINVAL)));
+    }
+    assert_eq!((sent(&qp), k.doorbells()), (0, 0));
+    // Exactly the limit goes.
+    sg[0].length = 1 << 20;
+    let mut wr = send_wr(2, op::IBV_WR_RDMA_WRITE, &mut sg);
+    // SAFETY: as above.
+    unsafe { qp.post_send(&mut wr) }.unwrap();
+    assert_eq!((sent(&qp), k.doorbells()), (1, 1));
 }

@@ -416,6 +416,7 @@ pub(crate) enum Cause {
     ImplicitOdpUnsupported,
     FlushUnsupported,
     PersistentNotPmem,
+    AccessUnsupported { access: u32, bits: u32 },
     AccessUnknownBits { access: u32, unknown: u32 },
     PageOffsetMismatch { start: u64, iova: u64, page: u64 },
     RemoteWithoutLocalWrite { access: u32 },
@@ -440,6 +441,7 @@ impl Cause {
             Cause::ImplicitOdpUnsupported => "implicit-odp-unsupported",
             Cause::FlushUnsupported => "flush-unsupported",
             Cause::PersistentNotPmem => "persistent-not-pmem",
+            Cause::AccessUnsupported { .. } => "access-unsupported",
             Cause::AccessUnknownBits { .. } => "access-unknown-bits",
             Cause::PageOffsetMismatch { .. } => "page-offset-mismatch",
             Cause::RemoteWithoutLocalWrite { .. } => "remote-without-local-write",
@@ -472,6 +474,12 @@ impl fmt::Display for Cause {
                  report (rxe pages explicit ODP MRs only); register the range you use with IBV_ACCESS_ON_DEMAND"
             ),
             Cause::FlushUnsupported => write!(f, "access FLUSH_GLOBAL or FLUSH_PERSISTENT: {FLUSH_SINCE}"),
+            Cause::AccessUnsupported { access, bits } => write!(
+                f,
+                "access {} includes {}, which this kernel's rxe does not support (rxe from 6.2 on refuses it; 6.1 ignored it); drop it",
+                Flags(access),
+                Flags(bits)
+            ),
             Cause::PersistentNotPmem => write!(
                 f,
                 "access IBV_ACCESS_FLUSH_PERSISTENT needs pages of persistent memory (pmem); rxe refuses it for ordinary memory, \
@@ -546,6 +554,11 @@ pub(crate) fn explain(req: &RegRequest, err: Errno, f: &Facts) -> Cause {
             }
             if access & FLUSH_ACCESS != 0 && !f.features.flush() {
                 return Cause::FlushUnsupported;
+            }
+            // Newer rxe refuses the flags it never acted on (rxe_reg_user_mr).
+            let never_acted_on = access & (acc::IBV_ACCESS_ZERO_BASED | acc::IBV_ACCESS_HUGETLB);
+            if err.0 == libc::EOPNOTSUPP && never_acted_on != 0 {
+                return Cause::AccessUnsupported { access, bits: never_acted_on };
             }
             let known = KERNEL_KNOWN_ACCESS | FLUSH_ACCESS;
             let unknown = access & !(known | OPTIONAL_ACCESS_RANGE);
@@ -661,6 +674,9 @@ mod tests {
         let persistent = newer_kernels::ACCESS_FLUSH_PERSISTENT | 1;
         assert_eq!(why(req(0x10000, 4096, 0x10000, persistent), libc::EINVAL, &f).0, "persistent-not-pmem");
         assert_eq!(why(req(0x10000, 4096, 0x10000, 1 << 15), libc::EINVAL, &f).0, "access-unknown-bits");
+        let (t, m) = why(req(0x10000, 4096, 0x10000, acc::IBV_ACCESS_HUGETLB | 1), libc::EOPNOTSUPP, &f);
+        assert_eq!(t, "access-unsupported");
+        assert!(m.contains("includes HUGETLB"), "{m}");
     }
 
     #[test]

@@ -246,7 +246,7 @@ fn with_new_qp(ctx: &Context, what: &str, create: impl FnOnce(*mut verbs_qp_45) 
     };
     // SAFETY: vqp was initialized above; the type was filled in by the helper.
     let qp_type = unsafe { (*vqp).qp_ex.v44.qp_base.qp_type };
-    let limits = SendLimits { max_sge: g.cap.max_send_sge, max_inline: g.cap.max_inline_data, qp_type };
+    let limits = SendLimits { max_sge: g.cap.max_send_sge, max_inline: g.cap.max_inline_data, qp_type, max_msg: ctx.features().max_msg_sz };
     // SAFETY: each write initializes one field of our allocation; with vqp
     // initialized above, the whole Qp is.
     unsafe {
@@ -414,6 +414,7 @@ impl Payload {
                 Ok(())
             }
             Payload::Sge { lkey, addr, length } => {
+                wqe::check_message_length(length, lim).map_err(Refusal::errno)?;
                 wqe::set_sge(slot, lkey, addr, length);
                 Ok(())
             }

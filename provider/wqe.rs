@@ -28,6 +28,8 @@ pub(crate) struct SendLimits {
     pub max_sge: u32,
     pub max_inline: u32,
     pub qp_type: ibv_qp_type::Type,
+    /// The port's max_msg_sz; 0 when unknown (nothing checked).
+    pub max_msg: u32,
 }
 
 /// Slot bytes a send queue with these limits needs: the kernel sizes each
@@ -47,6 +49,7 @@ pub(crate) fn recv_slot_needed(max_sge: u32) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
     TooManySges { num_sge: i32, max: u32 },
+    MessageTooLong { length: u32, max: u32 },
     NullSgList { num_sge: i32 },
     UnknownOpcode(u32),
     /// FLUSH and ATOMIC WRITE carry operands `ibv_send_wr` has no field for.
@@ -91,6 +94,7 @@ impl fmt::Display for Refusal {
                 write!(f, "opcode {opcode} is not allowed on a {} QP", qp_type_name(qp_type))
             }
             Refusal::LengthOverflow => write!(f, "the SGE lengths add up to more than 4 GiB"),
+            Refusal::MessageTooLong { length, max } => write!(f, "a message of {length} bytes exceeds the port's max_msg_sz {max}"),
             Refusal::AtomicMisaligned { length, remote } => write!(
                 f,
                 "atomic needs an 8-byte local buffer and an 8-byte aligned remote address (length {length}, remote {remote:#x})"
@@ -268,6 +272,7 @@ pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Re
         return Err(Refusal::InlineTooLong { length: total, max: lim.max_inline });
     }
     let length = u32::try_from(total).map_err(|_| Refusal::LengthOverflow)?;
+    check_message_length(length, lim)?;
     if is_atomic(wr.opcode) {
         // SAFETY: reading the atomic arm of the union the opcode selects (plain integers).
         let remote = unsafe { wr.wr.atomic.remote_addr };
@@ -291,6 +296,15 @@ pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Re
         bind = Some(unsafe { MwBind::from_verbs(b.mw, b.rkey, &b.bind_info) }?);
     }
     Ok(CheckedSend { sges, length, inline, bind })
+}
+
+/// A message longer than the port's limit: 6.1's rxe would even execute some
+/// (it reports 8 MiB and moves more), later ones fail them in the kernel.
+pub(crate) fn check_message_length(length: u32, lim: &SendLimits) -> Result<(), Refusal> {
+    if lim.max_msg != 0 && length > lim.max_msg {
+        return Err(Refusal::MessageTooLong { length, max: lim.max_msg });
+    }
+    Ok(())
 }
 
 /// The WQE header at the start of a send slot.
@@ -452,6 +466,7 @@ pub(crate) fn set_sge_list(slot: &mut [u8], sges: &[ibv_sge], lim: &SendLimits) 
     }
     let total: u64 = sges.iter().map(|s| s.length as u64).sum();
     let length = u32::try_from(total).map_err(|_| Errno(libc::EINVAL))?;
+    check_message_length(length, lim).map_err(Refusal::errno)?;
     let bytes = sge_bytes(sges);
     slot[SEND_HEADER..SEND_HEADER + bytes.len()].copy_from_slice(bytes);
     set_length(slot, length, sges.len() as u32);
@@ -513,7 +528,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn limits(qp_type: ibv_qp_type::Type) -> SendLimits {
-        SendLimits { max_sge: 4, max_inline: 64, qp_type }
+        SendLimits { max_sge: 4, max_inline: 64, qp_type, max_msg: 0 }
     }
 
     fn wr(opcode: u32, sg: &mut [ibv_sge]) -> ibv_send_wr {

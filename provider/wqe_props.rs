@@ -369,7 +369,7 @@ fn run_send(mut c: SendCase) -> Result<(), TestCaseError> {
     } else {
         wr.wr.atomic = ibv_send_wr__bindgen_ty_2__bindgen_ty_2 { remote_addr: c.remote, compare_add: 1, swap: 2, rkey: 0x55 };
     }
-    let lim = SendLimits { max_sge: c.max_sge, max_inline: c.max_inline, qp_type: c.qp_type };
+    let lim = SendLimits { max_sge: c.max_sge, max_inline: c.max_inline, qp_type: c.qp_type, max_msg: 0 };
 
     // SAFETY: sg_list is null or holds `held` entries, which is num_sge
     // whenever num_sge is in 0..=max_sge (the only counts check_send may
@@ -447,7 +447,7 @@ fn run_inline(mut c: InlineCase) -> Result<(), TestCaseError> {
         }
     }
 
-    let lim = SendLimits { max_sge: c.max_sge, max_inline: c.max_inline, qp_type: ibv_qp_type::IBV_QPT_RC };
+    let lim = SendLimits { max_sge: c.max_sge, max_inline: c.max_inline, qp_type: ibv_qp_type::IBV_QPT_RC, max_msg: 0 };
     let slot_len = send_slot_len(c.max_sge, c.max_inline);
     let mut arena = Arena::new(slot_len);
     wqe::start_send(arena.slot(slot_len), 5, op::IBV_WR_SEND, 0, 0);
@@ -504,7 +504,7 @@ fn sge_list_case() -> impl Strategy<Value = SgeListCase> {
 fn run_sge_list(c: SgeListCase) -> Result<(), TestCaseError> {
     let sges: Vec<ibv_sge> = (0..c.count).map(|i| ibv_sge { addr: c.addrs[i], length: c.lens[i], lkey: i as u32 }).collect();
     let total: u64 = sges.iter().map(|s| s.length as u64).sum();
-    let lim = SendLimits { max_sge: c.max_sge, max_inline: c.max_inline, qp_type: ibv_qp_type::IBV_QPT_RC };
+    let lim = SendLimits { max_sge: c.max_sge, max_inline: c.max_inline, qp_type: ibv_qp_type::IBV_QPT_RC, max_msg: 0 };
     let slot_len = send_slot_len(c.max_sge, c.max_inline);
     let mut arena = Arena::new(slot_len);
     wqe::start_send(arena.slot(slot_len), 5, op::IBV_WR_SEND, 0, 0);

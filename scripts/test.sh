@@ -6,7 +6,9 @@
 #     which boot Debian's kernel with rdma_rxe once and compare our provider
 #     with the stock librxe: under the host's rdma-core 44, and under
 #     trixie's and sid's userspace, which tests/releases/fetch.sh unpacks
-#     (cached) under target/releases/ first.
+#     (cached) under target/releases/ first; then, one boot each, a subset
+#     on Debian's 6.12 and 7.x kernels, which tests/kernels/fetch.sh unpacks
+#     (cached) under target/kernels/.
 #  3. The package tests (tests/packaging/run.sh: .deb in a VM, .rpm in a
 #     scratch root).
 set -eu
@@ -16,5 +18,6 @@ cargo build --release
 cargo clippy --release --all-targets --features vm-tests -- -D warnings
 cargo test --release
 bash tests/releases/fetch.sh
+bash tests/kernels/fetch.sh
 cargo test --release --features vm-tests --test vm -- --test-threads=8
 bash tests/packaging/run.sh

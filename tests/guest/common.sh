@@ -8,6 +8,8 @@ CASES=$OUT/cases.txt
 # Brings up rxe0 on the VM's first NIC, which is wired to nothing outside it.
 setup_rxe() {
 	modprobe rdma_rxe || return 1
+	# Since 7.x rdma_rxe no longer pulls in the verbs device files.
+	modprobe ib_uverbs || return 1
 	NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
 	ip link set "$NIC" up && ip addr add 192.0.2.1/24 dev "$NIC" || return 1
 	# rdma_cm's multicast tools need a route for the group.
@@ -48,6 +50,21 @@ single() {
 	record "$name" "$p" $? $((SECONDS - t0))
 }
 
+# wait_server <server output> <server pid>: until the server listens (its
+# out-of-band TCP port 18515, or an rdma_cm id in LISTEN) or, for mckey's
+# receiver, has joined its group; at most 60 s, or until it exits. A fixed
+# sleep was too short on a loaded machine: the client then found no server.
+wait_server() {
+	local i
+	for i in $(seq 120); do
+		ss -Hltn 'sport = :18515' | grep -q . && return
+		rdma resource show cm_id 2> /dev/null | grep -q LISTEN && return
+		grep -q 'receiving data transfers' "$1" 2> /dev/null && return
+		kill -0 "$2" 2> /dev/null || return
+		sleep 0.5
+	done
+}
+
 # pair <name> <provider> server-cmd... -- client-cmd...: a server in the
 # background and a client; pass = both exit 0. One failure is not final:
 # perftest times itself after the traffic and, when an emulated CPU was
@@ -65,7 +82,7 @@ pair() {
 	for attempt in 1 2 3 4; do
 		only "$p" "$name.$p" timeout 240 "${srv[@]}" > "$OUT/log/$name.$p.srv" 2>&1 &
 		local spid=$!
-		sleep 3
+		wait_server "$OUT/log/$name.$p.srv" "$spid"
 		only "$p" "$name.$p" timeout 200 "$@" > "$OUT/log/$name.$p.cli" 2>&1
 		local crc=$?
 		wait "$spid"

@@ -1,11 +1,19 @@
 # The data path: real programs through each provider.
 
+# pingpong <name> <rc|uc|ud|srq> <provider> [args...]: one of rdma-core's
+# examples, server and client, with those extra arguments.
+pingpong() {
+	local name=$1 t=$2 p=$3
+	shift 3
+	pair "$name" "$p" ibv_${t}_pingpong -g 1 -d rxe0 -n 100 "$@" -- ibv_${t}_pingpong -g 1 -d rxe0 -n 100 "$@" localhost
+}
+
 examples() {
 	local p=$1
 	for t in rc uc ud srq; do
-		pair "pingpong_$t" "$p" ibv_${t}_pingpong -g 1 -d rxe0 -n 100 -- ibv_${t}_pingpong -g 1 -d rxe0 -n 100 localhost
+		pingpong "pingpong_$t" "$t" "$p"
 	done
-	pair pingpong_rc_events "$p" ibv_rc_pingpong -g 1 -d rxe0 -n 100 -e -- ibv_rc_pingpong -g 1 -d rxe0 -n 100 -e localhost
+	pingpong pingpong_rc_events rc "$p" -e
 }
 
 # perf <name> <provider> <tool> <args...>: a perftest server/client pair.
@@ -45,17 +53,26 @@ perftests() {
 	perf read_bw_rdma_cm "$p" ib_read_bw -R -n 100
 }
 
-rdmacm() {
-	local p=$1
-	pair rping "$p" rping -s -a 192.0.2.1 -C 10 -- rping -c -a 192.0.2.1 -C 10 -v
-	pair ucmatose "$p" ucmatose -- ucmatose -s 192.0.2.1
-	pair udaddy "$p" udaddy -- udaddy -s 192.0.2.1
-	pair rdma_server_client "$p" rdma_server -- rdma_client -s 192.0.2.1
-	pair mckey "$p" mckey -m 239.1.1.1 -b 192.0.2.1 -C 10 -- mckey -m 239.1.1.1 -b 192.0.2.1 -s -C 10
+rping_pair() {
+	pair rping "$1" rping -s -a 192.0.2.1 -C 10 -- rping -c -a 192.0.2.1 -C 10 -v
 }
 
-# rdma-core's own suite, as python3-pyverbs ships it.
-pyverbs_suite() {
+ucmatose_pair() {
+	pair ucmatose "$1" ucmatose -- ucmatose -s 192.0.2.1
+}
+
+rdmacm() {
+	local p=$1
+	rping_pair "$p"
+	ucmatose_pair "$p"
+	pair udaddy "$p" udaddy -- udaddy -s 192.0.2.1
+	pair rdma_server_client "$p" rdma_server -- rdma_client -s 192.0.2.1
+	# Line-buffered, so that wait_server sees the receiver join its group.
+	pair mckey "$p" stdbuf -oL mckey -m 239.1.1.1 -b 192.0.2.1 -C 10 -- mckey -m 239.1.1.1 -b 192.0.2.1 -s -C 10
+}
+
+# pyverbs_run <provider>: rdma-core's own suite, as python3-pyverbs ships it.
+pyverbs_run() {
 	local p=$1
 	# The suite imports itself as the package "tests".
 	rm -rf /tmp/pyv && mkdir /tmp/pyv && cp -r /usr/share/doc/rdma-core/tests /tmp/pyv/tests && gunzip -f /tmp/pyv/tests/*.gz
@@ -78,7 +95,13 @@ datapath_suite() {
 		rdmacm "$p"
 		edge_cases "$p"
 	done
+	pyverbs_suite
+}
+
+# The pyverbs suite through each provider (also a suite of its own).
+pyverbs_suite() {
+	local p
 	for p in stock ours; do
-		pyverbs_suite "$p"
+		pyverbs_run "$p"
 	done
 }

@@ -15,6 +15,7 @@ for f in "$here"/*.sh; do
 	esac
 done
 : > "$CASES"
+uname -r > "$OUT/kernel.txt"
 if ! setup_rxe > "$OUT/setup.txt" 2>&1; then
 	echo "setup failed" >> "$OUT/setup.txt"
 	echo setup-failed > "$OUT/finished"

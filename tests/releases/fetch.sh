@@ -8,7 +8,8 @@
 # the same package list is not fetched again: a second run downloads nothing.
 #
 # Each root holds that suite's rdma-core (libibverbs1, ibverbs-providers,
-# ibverbs-utils, librdmacm, rdmacm-utils, libibumad3) and libnl, plus from
+# ibverbs-utils, librdmacm, rdmacm-utils, libibumad3; trixie's also
+# libibverbs-dev, for its headers) and libnl, plus from
 # trixie: libc6 (its loader runs everything: these binaries need glibc >= 2.38,
 # the host has 2.36), perftest and perftest's libraries. Every program and
 # library there is checked to resolve all its libraries inside the root.
@@ -19,6 +20,7 @@
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 top=$repo/target/releases
+. "$repo/tests/lib/private-apt.sh"
 refresh=0
 if [ "${1:-}" = --refresh ]; then refresh=1; shift; fi
 [ $# -gt 0 ] || set -- trixie sid
@@ -30,26 +32,13 @@ packages() {
 	for p in libibverbs1 ibverbs-providers ibverbs-utils librdmacm rdmacm-utils libibumad3 libnl-3-200 libnl-route-3-200; do
 		echo "$p/$s"
 	done
+	# trixie's verbs.h (rdma-core >= 45: ibv_wr_flush) for tests/guest/features.sh.
+	[ "$s" != trixie ] || echo libibverbs-dev/trixie
 	# trixie's loader and C library for every release; perftest (the same
 	# upstream version in trixie and sid) and what it links beyond rdma-core.
 	for p in libc6 perftest libpci3 libudev1 libcap2 zlib1g; do
 		echo "$p/trixie"
 	done
-}
-
-# The machine's Debian source (URI and Signed-By of its deb822 entry).
-debian_source() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -e "$f" ] || continue
-		awk '
-			/^[ \t]*$/ { if (uri != "" && key != "" && suites ~ /(^| )bookworm( |$)/) { print uri, key; found = 1; exit } uri = key = suites = ""; next }
-			/^URIs:/ { uri = $2 }
-			/^Suites:/ { $1 = ""; suites = $0 " " }
-			/^Signed-By:/ { key = $2 }
-			END { if (!found && uri != "" && key != "" && suites ~ /(^| )bookworm( |$)/) print uri, key }
-		' "$f" | head -1
-	done | head -1
 }
 
 spec_of() { packages "$1" | tr '\n' ' '; }
@@ -67,42 +56,10 @@ for s in "$@"; do
 done
 [ ${#todo[@]} -gt 0 ] || exit 0
 
-[ "$(id -u)" = 0 ] || { echo "fetch.sh runs apt-get as root (its download sandbox)" >&2; exit 1; }
-read -r uri key < <(debian_source) || true
-uri=${uri:-http://deb.debian.org/debian}
-key=${key:-/usr/share/keyrings/debian-archive-keyring.gpg}
-[ -r "$key" ] || { echo "keyring $key is missing (debian-archive-keyring)" >&2; exit 1; }
-
-# The private apt configuration. APT_CONFIG is read before apt.conf.d, so
-# pointing Dir::Etc::parts at an empty directory keeps the machine's hooks
-# (e.g. APT::Update::Post-Invoke cleaning /var/cache/apt) out of these runs.
-apt=$top/apt
-mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/state" "$apt/apt.conf.d"
-: > "$apt/status"
-printf 'Dir::Etc::main "/dev/null";\nDir::Etc::parts "%s";\n' "$apt/apt.conf.d" > "$apt/apt.conf"
-{
-	echo "deb [signed-by=$key] $uri trixie main"
-	echo "deb [signed-by=$key] $uri sid main"
-} > "$apt/sources.list"
-export APT_CONFIG=$apt/apt.conf
-opts=(
-	-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
-	-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-	-o "Dir::State=$apt/state" -o "Dir::State::status=$apt/status"
-	-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
-	-o Acquire::Languages=none
-	# Small: compressed lists, no binary caches (about 30 MB instead of 250).
-	-o Acquire::GzipIndexes=true -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=
-	# Mirrors here serve sid's Release file past its Valid-Until (the
-	# machine's own apt configuration says the same).
-	-o Acquire::Check-Valid-Until=false -o Acquire::Check-Date=false
-	# The download directories are under the checkout, which _apt may not reach.
-	-o APT::Sandbox::User=root
-	-q
-)
+private_apt "$top/apt" trixie sid
 t0=$SECONDS
-echo "== private apt update ($uri, trixie and sid; keyring $key)"
-apt-get "${opts[@]}" update
+echo "== private apt update ($PRIVATE_APT_URI, trixie and sid; keyring $PRIVATE_APT_KEY)"
+apt-get "${APT_OPTS[@]}" update
 echo "   ($((SECONDS - t0)) s)"
 
 for s in "${todo[@]}"; do
@@ -113,13 +70,13 @@ for s in "${todo[@]}"; do
 		p=${spec%/*} from=${spec#*/}
 		if [ "$p" = librdmacm ]; then
 			for p in librdmacm1t64 librdmacm1; do
-				apt-cache "${opts[@]}" show "$p/$from" > /dev/null 2>&1 && break
+				apt-cache "${APT_OPTS[@]}" show "$p/$from" > /dev/null 2>&1 && break
 			done
 		fi
 		want+=("$p/$from")
 	done
 	echo "== $s: downloading ${want[*]}"
-	(cd "$debs" && apt-get "${opts[@]}" download "${want[@]}")
+	(cd "$debs" && apt-get "${APT_OPTS[@]}" download "${want[@]}")
 	{
 		echo "# packages: $(spec_of "$s")"
 		for spec in "${want[@]}"; do
