@@ -80,6 +80,12 @@ struct counters {
 
 static struct counters cnt[NSCOPE];
 
+/* The first few duplicates are described on stderr: which path saw them and
+ * whether the senders had stopped, to tell a provider's fault from a
+ * phase of the run. */
+static int described;
+static void describe_duplicate(const char *path, int scope, int sender, uint64_t seq);
+
 static void add(uint64_t *c, uint64_t n)
 {
 	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
@@ -160,20 +166,24 @@ static unsigned msg_len(struct sender *s, uint64_t seq)
 	return sizeof(struct hdr) + (seq * 97 + s->id * 13) % (max - sizeof(struct hdr) + 1);
 }
 
+/* Never 0: a slot the kernel never wrote reads as wr_id 0, and must not pass
+ * for sender 0's first message. */
 static uint64_t wr_id(int sender, uint64_t seq)
 {
-	return (uint64_t)sender << 40 | seq;
+	return (uint64_t)(sender + 1) << 40 | seq;
 }
 
 /* One send completion, under the sender's lock; scope: the polling
- * sender's, for a completion that names no sender. */
+ * sender's. A completion naming a sender whose QP does not complete on the
+ * polled CQ is counted as corrupt in the polling scope (stale slots of one
+ * CQ must not be charged to another scope's sender). */
 static void send_completion(uint64_t id, int status, int scope)
 {
-	unsigned sid = id >> 40;
+	unsigned sid = (unsigned)(id >> 40) - 1;
 	uint64_t seq = id & ((1ull << 40) - 1);
 	struct sender *s;
 
-	if (sid >= NSEND) {
+	if (sid >= NSEND || snd[sid].scope != scope) {
 		add(&cnt[scope].send_completions, 1);
 		add(&cnt[scope].corrupted, 1);
 		return;
@@ -188,6 +198,7 @@ static void send_completion(uint64_t id, int status, int scope)
 		add(&cnt[s->scope].corrupted, 1);
 	} else if (test_set(s->sc_bits, seq)) {
 		add(&cnt[s->scope].duplicated, 1);
+		describe_duplicate("send completion", s->scope, (int)sid, seq);
 	} else {
 		while (test(s->sc_bits, s->sc_next))
 			s->sc_next++;
@@ -403,6 +414,8 @@ static void recv_completion(int rq, uint64_t id, int status, uint32_t byte_len, 
 	/* A completion for a buffer not posted: reported twice (or stale). */
 	if (!__atomic_exchange_n(&state[id], 0, __ATOMIC_ACQ_REL)) {
 		add(&cnt[scope].duplicated, 1);
+		describe_duplicate(rq ? "receive completion for an RQ buffer not posted" :
+				   "receive completion for an SRQ buffer not posted", scope, -1, id);
 		return;
 	}
 	if (status != IBV_WC_SUCCESS) {
@@ -431,6 +444,7 @@ static void recv_completion(int rq, uint64_t id, int status, uint32_t byte_len, 
 		add(&cnt[scope].corrupted, 1);
 	if (test_set(s->rc_bits, h.seq)) {
 		add(&cnt[scope].duplicated, 1);
+		describe_duplicate("message arrived again", scope, s->id, h.seq);
 	} else {
 		if (h.seq != s->rc_expected)
 			add(&cnt[scope].out_of_order, 1);
@@ -443,6 +457,14 @@ static void recv_completion(int rq, uint64_t id, int status, uint32_t byte_len, 
 	repost(rq, id, scope);
 	if (fresh)
 		__atomic_fetch_add(&s->rc_distinct, 1, __ATOMIC_RELEASE);
+}
+
+static void describe_duplicate(const char *path, int scope, int sender, uint64_t seq)
+{
+	if (__atomic_fetch_add(&described, 1, __ATOMIC_RELAXED) < 8)
+		fprintf(stderr, "duplicate: %s, scope %s, sender %d, %s %llu, senders %s\n", path,
+			scope_name[scope], sender, sender < 0 ? "buffer" : "seq", (unsigned long long)seq,
+			flag(&stop_send) ? "stopped" : "running");
 }
 
 /* Whether every sender of the scope has stopped and everything it posted
