@@ -52,7 +52,7 @@ load_all() {
 		load_valgrind vg_churn "$p" memcheck 200 "$BIN/churn" rxe0 1 10
 		load_valgrind vg_soak "$p" memcheck 240 "$BIN/soak" rxe0 1 2 60
 		load_valgrind hg_soak "$p" helgrind 240 "$BIN/soak" rxe0 1 2 60
-		load_valgrind vg_edge "$p" memcheck 400 "$BIN/edge" rxe0 1
+		load_valgrind vg_edge "$p" memcheck 600 "$BIN/edge" rxe0 1
 	done
 }
 
