@@ -28,6 +28,7 @@ mod cmd;
 mod context;
 mod cq;
 mod device;
+mod fault;
 mod ffi;
 mod log;
 mod mr;
@@ -54,6 +55,7 @@ extern "C" fn register_provider() {
     // that cannot serve this libibverbs says why and stays unregistered.
     let _ = std::panic::catch_unwind(|| {
         valgrind::detect();
+        fault::init();
         if let Err(why) = abi::imports::register(&ffi::DEVICE_OPS.0) {
             log::init();
             if log::enabled(::log::Level::Error) {

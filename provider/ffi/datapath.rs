@@ -3,7 +3,7 @@
 //! extended QP's send functions. Like the control entries, each only
 //! converts, and none lets a panic unwind into C.
 
-use super::{guarded, no_unwind, ret_int, ret_ptr};
+use super::{guarded, injected, no_unwind, ret_int, ret_ptr};
 use crate::abi::imports::*;
 use crate::abi::newer_kernels;
 use crate::abi::releases::ibv_qp_ex_45;
@@ -12,6 +12,7 @@ use crate::abi::sys::*;
 use crate::cmd::Result;
 use crate::context::Context;
 use crate::cq::{self, Cq, PollGuard};
+use crate::fault::{self, Fault, Verb};
 use crate::object::{Boxed, Object};
 use crate::qp::{self, Payload, Qp, SendOp};
 use crate::srq::{self, Srq};
@@ -39,15 +40,71 @@ unsafe fn post_ret<W>(r: core::result::Result<(), PostError<W>>, bad_wr: *mut *m
     }
 }
 
+/// An injected post failure (RXE_RS_FAULTS): nothing posted, the first WR
+/// is the bad one.
+///
+/// # Safety
+/// As for [`post_ret`].
+#[cold]
+unsafe fn post_injected<W>(verb: Verb, qpn: Option<u32>, wr: *mut W, bad_wr: *mut *mut W) -> Option<c_int> {
+    let what = || format!("{verb:?}{}", qpn.map(|q| format!(" on QP {q:#x}")).unwrap_or_default());
+    match fault::check(verb, qpn, &what) {
+        Some(Fault::Errno(e)) => {
+            // SAFETY: per the contract.
+            unsafe { *bad_wr = wr };
+            Some(e)
+        }
+        _ => None,
+    }
+}
+
+/// Injected error completions (RXE_RS_FAULTS) among the `n` just polled
+/// into `wc`: a successful one takes the rule's status and its QP moves to
+/// the error state, so that its later WRs flush as after a real fault.
+///
+/// # Safety
+/// `wc` holds `n` initialised completions.
+#[cold]
+unsafe fn complete_with_injected_errors(wc: *mut ibv_wc, n: usize) {
+    for i in 0..n {
+        // SAFETY: per the contract.
+        let w = unsafe { &mut *wc.add(i) };
+        if w.status != ibv_wc_status::IBV_WC_SUCCESS {
+            continue;
+        }
+        let what = || format!("a completion of QP {:#x} (wr_id {:#x})", w.qp_num, w.wr_id);
+        let Some(Fault::Status(status)) = fault::check(Verb::PollCq, Some(w.qp_num), &what) else { continue };
+        w.status = status;
+        w.vendor_err = 0;
+        let qps = fault::QPS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(_, q)) = qps.iter().find(|(num, _)| *num == w.qp_num) {
+            let mut attr = ibv_qp_attr { qp_state: ibv_qp_state::IBV_QPS_ERR, ..Default::default() };
+            // SAFETY: QPS holds only live QPs of ours; destroy_qp takes the
+            // entry out under this lock before the QP goes.
+            let r = unsafe { Qp::from_raw(q as *mut ibv_qp) }.modify(&mut attr, ibv_qp_attr_mask::IBV_QP_STATE as c_int);
+            if r.is_ok() {
+                // What ibv_modify_qp records after a state change.
+                // SAFETY: as above.
+                unsafe { (*(q as *mut ibv_qp)).state = ibv_qp_state::IBV_QPS_ERR };
+                log::warn!("fault injected: QP {:#x} moved to the error state after its injected error completion", w.qp_num);
+            }
+        }
+    }
+}
+
 // ---- CQ
 
 unsafe extern "C" fn create_cq(ctx: *mut ibv_context, cqe: c_int, channel: *mut ibv_comp_channel, comp_vector: c_int) -> *mut ibv_cq {
-    // SAFETY: ctx is our context.
-    ret_ptr(guarded("create_cq", || cq::create(unsafe { Context::from_raw(ctx) }, cqe, channel, comp_vector).map(Cq::leak)))
+    ret_ptr(guarded("create_cq", || {
+        injected(Verb::CreateCq, || format!("create_cq of {cqe} entries"))?;
+        // SAFETY: ctx is our context.
+        cq::create(unsafe { Context::from_raw(ctx) }, cqe, channel, comp_vector).map(Cq::leak)
+    }))
 }
 
 unsafe extern "C" fn create_cq_ex(ctx: *mut ibv_context, attr: *mut ibv_cq_init_attr_ex) -> *mut ibv_cq_ex {
     ret_ptr(guarded("create_cq_ex", || {
+        injected(Verb::CreateCq, || "create_cq_ex".into())?;
         // SAFETY: ctx is our context; attr was checked by libibverbs.
         let mut cq = unsafe { cq::create_ex(Context::from_raw(ctx), attr) }?;
         // SAFETY: as above.
@@ -68,6 +125,11 @@ unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_i
             _ => &mut [],
         };
         match cq.poll(out) {
+            Ok(n) if fault::active() => {
+                // SAFETY: poll filled the first n entries of the application's array.
+                unsafe { complete_with_injected_errors(wc, n) };
+                n as c_int
+            }
             Ok(n) => n as c_int,
             Err(e) => {
                 e.set();
@@ -185,12 +247,18 @@ fn install_cq_readers(ex: &mut ibv_cq_ex, wc_flags: u64) {
 // ---- QP
 
 unsafe extern "C" fn create_qp(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> *mut ibv_qp {
-    // SAFETY: pd is ours (so is its context); attr the application's.
-    ret_ptr(guarded("create_qp", || unsafe { qp::create(Context::from_raw((*pd).context), pd, attr) }.map(Qp::leak)))
+    ret_ptr(guarded("create_qp", || {
+        injected(Verb::CreateQp, || "create_qp".into())?;
+        // SAFETY: pd is ours (so is its context); attr the application's.
+        let q = unsafe { qp::create(Context::from_raw((*pd).context), pd, attr) }.map(Qp::leak)?;
+        remember_qp(q);
+        Ok(q)
+    }))
 }
 
 unsafe extern "C" fn create_qp_ex(ctx: *mut ibv_context, attr: *mut ibv_qp_init_attr_ex) -> *mut ibv_qp {
     ret_ptr(guarded("create_qp_ex", || {
+        injected(Verb::CreateQp, || "create_qp_ex".into())?;
         // SAFETY: ctx is ours; attr the application's.
         let mut q = unsafe { qp::create_ex(Context::from_raw(ctx), attr) }?;
         // SAFETY: as above.
@@ -198,7 +266,9 @@ unsafe extern "C" fn create_qp_ex(ctx: *mut ibv_context, attr: *mut ibv_qp_init_
         if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
             install_send_ops(q.ex45_mut(), a.send_ops_flags);
         }
-        Ok(Qp::leak(q))
+        let q = Qp::leak(q);
+        remember_qp(q);
+        Ok(q)
     }))
 }
 
@@ -212,14 +282,41 @@ unsafe extern "C" fn modify_qp(q: *mut ibv_qp, attr: *mut ibv_qp_attr, mask: c_i
     ret_int(guarded("modify_qp", || unsafe { Qp::from_raw(q) }.modify(attr, mask)))
 }
 
+/// While faults are armed, QPs are known by number (fault::QPS).
+fn remember_qp(q: *mut ibv_qp) {
+    if fault::active() {
+        // SAFETY: q was just made, and is ours.
+        let num = unsafe { (*q).qp_num };
+        fault::QPS.lock().unwrap_or_else(|e| e.into_inner()).push((num, q as usize));
+    }
+}
+
 unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
     // SAFETY: q is ours; libibverbs' destroy contract.
-    ret_int(guarded("destroy_qp", || unsafe { qp::destroy(q) }))
+    let destroy = || unsafe { qp::destroy(q) };
+    if !fault::active() {
+        return ret_int(guarded("destroy_qp", destroy));
+    }
+    // Out of the table, under its lock, before the QP can go: an injected
+    // completion error must not move a QP being destroyed.
+    let mut qps = fault::QPS.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = qps.iter().position(|&(_, p)| p == q as usize).map(|i| qps.swap_remove(i));
+    let r = ret_int(guarded("destroy_qp", destroy));
+    if r != 0 {
+        qps.extend(entry);
+    }
+    r
 }
 
 unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
+    }
+    if fault::active() {
+        // SAFETY: q is ours; bad_wr checked.
+        if let Some(e) = unsafe { post_injected(Verb::PostSend, Some((*q).qp_num), wr, bad_wr) } {
+            return e;
+        }
     }
     // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
     no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send(wr), bad_wr) })
@@ -228,6 +325,12 @@ unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mu
 unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
+    }
+    if fault::active() {
+        // SAFETY: q is ours; bad_wr checked.
+        if let Some(e) = unsafe { post_injected(Verb::PostRecv, Some((*q).qp_num), wr, bad_wr) } {
+            return e;
+        }
     }
     // SAFETY: as above.
     no_unwind("post_recv", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_recv(wr), bad_wr) })
@@ -398,6 +501,12 @@ unsafe extern "C" fn destroy_srq(s: *mut ibv_srq) -> c_int {
 unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
+    }
+    if fault::active() {
+        // SAFETY: bad_wr checked.
+        if let Some(e) = unsafe { post_injected(Verb::PostSrqRecv, None, wr, bad_wr) } {
+            return e;
+        }
     }
     // SAFETY: s is ours; the WR list is the application's; bad_wr checked.
     no_unwind("post_srq_recv", libc::EIO, || unsafe { post_ret(Srq::from_raw(s).post_recv(wr), bad_wr) })

@@ -12,6 +12,7 @@ use crate::abi::sys::*;
 use crate::cmd::{Errno, Result};
 use crate::context::{self, Context};
 use crate::device::{MATCH_TABLE, PROVIDER_NAME};
+use crate::fault::{self, Fault, Verb};
 use crate::mr::{self, Mr, Mw};
 use crate::object::{Boxed, Object};
 use crate::pd::{self, Pd};
@@ -39,6 +40,18 @@ fn no_unwind<T>(op: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
         log::error!("{op}: internal error (panic)");
         on_panic
     })
+}
+
+/// The failure RXE_RS_FAULTS injects into this call of `verb`, if a rule
+/// fires (`what` describes the call for the log line).
+#[inline(always)]
+fn injected(verb: Verb, what: impl Fn() -> String) -> Result<()> {
+    if fault::active() {
+        if let Some(Fault::Errno(e)) = fault::check(verb, None, &what) {
+            return Err(Errno(e));
+        }
+    }
+    Ok(())
 }
 
 /// For ops that return an object: NULL and errno on failure.
@@ -126,6 +139,7 @@ unsafe extern "C" fn dealloc_pd(pd: *mut ibv_pd) -> c_int {
 
 unsafe extern "C" fn reg_mr(pd: *mut ibv_pd, addr: *mut c_void, length: usize, iova: u64, access: c_int) -> *mut ibv_mr {
     ret_ptr(guarded("reg_mr", || {
+        injected(Verb::RegMr, || format!("reg_mr of {length} bytes at {addr:p}"))?;
         // SAFETY: pd is one of our PDs.
         let pd = unsafe { Pd::from_raw(pd) };
         // verbs_mr starts with its ibv_mr, so the pointers coincide.
