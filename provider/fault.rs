@@ -18,8 +18,9 @@
 //! and poll verbs). Calls are counted per rule, among those its `qpn`
 //! admits.
 //!
-//! A specification with any bad part is refused when the library loads: one
-//! error line names the part, and nothing is injected. With the variable
+//! Each injection writes one line, to the provider's log or, when that is
+//! off, to stderr. A specification with any bad part is refused when the
+//! library loads: one error line names the part, and nothing is injected. With the variable
 //! unset each data-path call pays one load and a branch not taken.
 
 use crate::abi::sys::ibv_wc_status;
@@ -278,10 +279,21 @@ fn check_rules(rules: &[Rule], verb: Verb, qpn: Option<u32>, what: &dyn Fn() -> 
             Fault::Errno(e) => format!("errno {e} ({})", std::io::Error::from_raw_os_error(e)),
             Fault::Status(s) => format!("completion status IBV_WC_{}", status_name(s).to_ascii_uppercase()),
         };
-        ::log::warn!("fault injected: {injected} into {} (rule {} `{}`, call {n})", what(), i + 1, r.text);
+        say(&format!("fault injected: {injected} into {} (rule {} `{}`, call {n})", what(), i + 1, r.text));
         return Some(r.fault);
     }
     None
+}
+
+/// One line about an injection: to the provider's log, or to stderr when
+/// the log is off (VERBS_LOG_LEVEL unset), so that an injection is never
+/// silent.
+pub(crate) fn say(line: &str) {
+    if crate::log::enabled(::log::Level::Warn) {
+        ::log::warn!("{line}");
+    } else {
+        eprintln!("rxe_rs: {line}");
+    }
 }
 
 /// The QPs by number, kept only while faults are armed: an injected error

@@ -86,7 +86,7 @@ unsafe fn complete_with_injected_errors(wc: *mut ibv_wc, n: usize) {
                 // What ibv_modify_qp records after a state change.
                 // SAFETY: as above.
                 unsafe { (*(q as *mut ibv_qp)).state = ibv_qp_state::IBV_QPS_ERR };
-                log::warn!("fault injected: QP {:#x} moved to the error state after its injected error completion", w.qp_num);
+                fault::say(&format!("fault injected: QP {:#x} moved to the error state after its injected error completion", w.qp_num));
             }
         }
     }
