@@ -120,7 +120,7 @@ static void completion_scenario(int filtered)
 	struct ibv_qp_attr attr;
 	struct ibv_qp_init_attr init;
 	struct ibv_wc wc;
-	char st[32];
+	char st[64];
 
 	mkpair(pd, scq, rcq, NULL, 16, &a, &b);
 	for (int i = 0; i < 4; i++)

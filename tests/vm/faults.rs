@@ -92,3 +92,56 @@ fn a_seeded_probability_fails_the_same_calls_in_every_run() {
         assert_eq!(pattern(&format!("{run}.stock")), ".".repeat(40), "{run}: stock failed a call");
     }
 }
+
+/// `<key>=<value>` of a faults_app run's summary line.
+fn app_field(label: &str, key: &str) -> String {
+    let text = read(&format!("{label}.txt"));
+    token(&text, key).unwrap_or_else(|| panic!("{label}.txt has no {key}=: {text}")).to_string()
+}
+
+/// Real applications with a fault injected into their client: through ours
+/// the client reports the injected error as it would a real one and stops;
+/// through stock (no injection) client and server succeed.
+#[test]
+fn applications_report_the_injected_faults() {
+    // (application, what its client prints for the fault, whether its server
+    // must end by itself: rping's sees the disconnect; the others wait for
+    // a peer that gave up, until their timeout)
+    let apps = [
+        ("rc_pingpong", &["Failed status transport retry counter exceeded (12)"][..], false),
+        ("send_bw", &["Completion with error at client", "Failed status 10"][..], false),
+        ("rping", &["post send error 12"][..], true),
+    ];
+    let mut table = format!("{:<12} {:>10} {:>10} {:>10} {:>10}\n", "application", "stock cli", "stock srv", "ours cli", "ours srv");
+    let mut wrong = String::new();
+    for (app, says, server_ends) in apps {
+        let (ours, stock) = (format!("faults_app_{app}.ours"), format!("faults_app_{app}.stock"));
+        let f = |l: &str, k: &str| app_field(l, k);
+        let _ = writeln!(table, "{app:<12} {:>10} {:>10} {:>10} {:>10}", f(&stock, "cli_exit"), f(&stock, "srv_exit"), f(&ours, "cli_exit"), f(&ours, "srv_exit"));
+        if f(&stock, "cli_exit") != "0" || f(&stock, "srv_exit") != "0" {
+            let _ = writeln!(wrong, "{app} through stock (no fault) failed:\n{}\n{}", read(&format!("{stock}.cli")), read(&format!("{stock}.srv")));
+        }
+        let cli = read(&format!("{ours}.cli"));
+        let cli_exit = f(&ours, "cli_exit");
+        if cli_exit == "0" || cli_exit == "124" {
+            let _ = writeln!(wrong, "{app} through ours: the client exited {cli_exit}, want a failure of its own:\n{cli}");
+        }
+        for s in says {
+            if !cli.contains(s) {
+                let _ = writeln!(wrong, "{app} through ours: the client did not print `{s}`:\n{cli}");
+            }
+        }
+        if server_ends && f(&ours, "srv_exit") == "124" {
+            let _ = writeln!(wrong, "{app} through ours: the server hung after the client's fault");
+        }
+        if injected_lines(&ours) == 0 {
+            let _ = writeln!(wrong, "{app} through ours: no `fault injected` line in the log");
+        }
+        if our_log(&stock).contains("rxe_rs:") {
+            let _ = writeln!(wrong, "{app}: rxe_rs served the stock run");
+        }
+    }
+    let _ = fs::write(out().join("faults-apps.txt"), &table);
+    eprintln!("{table}");
+    assert!(wrong.is_empty(), "{wrong}\n{table}");
+}
