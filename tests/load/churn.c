@@ -177,6 +177,8 @@ int main(int argc, char **argv)
 			rss[k] = rss_kib();
 			printf("figure fds_at_%ld %ld\nfigure mappings_at_%ld %ld\nfigure rss_kib_at_%ld %ld\n", done, fds[k],
 			       done, maps[k], done, rss[k]);
+			/* A cycle that slows as cycles accumulate shows here. */
+			printf("figure seconds_at_%ld %.1f\n", done, now() - t0);
 		}
 	}
 	printf("figure cycles %ld\nfigure seconds %.1f\n", done, now() - t0);
