@@ -22,7 +22,9 @@ load_times() {
 load_run() {
 	local label=$1 p=$2 limit=$3 t0=$SECONDS
 	shift 3
-	local log=/dev/shm/$label.$p.rxe_rs.log
+	local dir=/dev/shm
+	[ -d "$dir" ] && [ -w "$dir" ] || dir=/tmp
+	local log=$dir/$label.$p.rxe_rs.log
 	rm -f "$log"
 	only "$p" "$label.$p" env "VERBS_LOG_FILE=$log" timeout "$limit" "$@" > "$OUT/$label.$p.txt" 2> "$OUT/$label.$p.err"
 	echo "exit=$?" >> "$OUT/$label.$p.txt"
