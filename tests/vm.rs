@@ -37,7 +37,7 @@ use std::sync::{Mutex, OnceLock};
 /// The guest suites the one boot runs, in order: `<suite>` is the function
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
 // stress last: it deletes rxe0 and makes it again.
-const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "stress"];
+const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "stress", "doctor"];
 
 /// The guest suites each other kernel's boot runs, in order (as SUITES).
 const KERNEL_SUITES: &[&str] = &["subset", "features"];
@@ -62,6 +62,9 @@ mod features;
 
 #[path = "vm/twohost.rs"]
 mod twohost;
+
+#[path = "vm/doctor.rs"]
+mod doctor;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
