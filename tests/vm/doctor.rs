@@ -64,6 +64,7 @@ impl Run {
         self.finding("OK", "netdev.up");
         self.finding("OK", "netdev.address");
         self.finding("OK", "mtu");
+        self.finding("OK", "rdma_cm.device");
         self.finding("OK", "rdma_cm.resolve");
         let (gid, _) = self.finding("OK", "gid.roce_v2_ipv4");
         assert!(gid.contains("(192.0.2.1): use ibv_rc_pingpong -g "), "{gid}");
@@ -108,6 +109,7 @@ fn link_on_a_down_netdev() {
     r.failed();
     r.named("FAIL", "netdev.up", "is down", "ip link set ");
     r.named("FAIL", "port.state", "DOWN", "up");
+    r.named("FAIL", "rdma_cm.resolve", "is down", "ip link set ");
     assert!(!note("netdev_down").contains("not back"), "{}", note("netdev_down"));
 }
 
@@ -144,7 +146,7 @@ fn rxe_on_lo() {
     eprintln!("{n}");
     let r = run("loopback");
     if n.contains(": accepted") {
-        r.named("WARN", "link.loopback", "loopback netdev lo", "rdma link add rxe_lo type rxe netdev ");
+        r.named("WARN", "link.loopback", "loopback netdev lo", "rdma link delete rxe_lo (rxe0 on ");
     } else {
         // The kernel refused the link: nothing to name, rxe0 still healthy.
         assert!(n.contains(": refused"), "{n}");

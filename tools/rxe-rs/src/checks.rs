@@ -87,8 +87,8 @@ pub fn kernel(facts: &Facts) -> Vec<Finding> {
     if !k.uverbs_loaded {
         v.push(f("kernel.ib_uverbs", "ib_uverbs", Status::Fail, "ib_uverbs is not loaded: programs cannot reach any RDMA device".into(), Some("modprobe ib_uverbs".into())));
     } else if k.uverbs.is_empty() {
-        let st = if facts.devices.is_empty() { Status::Warn } else { Status::Fail };
-        v.push(f("kernel.ib_uverbs", "ib_uverbs", st, "ib_uverbs is loaded but there is no /dev/infiniband/uverbs* (no RDMA device yet)".into(), Some("rdma link add rxe0 type rxe netdev <nic>".into())));
+        // Without a device there is no node; link.none says what to do.
+        v.push(f("kernel.ib_uverbs", "ib_uverbs", Status::Ok, "ib_uverbs is loaded (no /dev/infiniband/uverbs* until an RDMA device exists)".into(), None));
     } else {
         let nodes: Vec<&str> = k.uverbs.iter().map(|u| u.node.as_str()).collect();
         v.push(f("kernel.ib_uverbs", "ib_uverbs", Status::Ok, format!("ib_uverbs is loaded: {}", nodes.join(", ")), None));
@@ -158,7 +158,7 @@ fn device(facts: &Facts, d: &RxeDevice) -> Vec<Finding> {
             dev,
             Status::Warn,
             format!("{dev} runs over the loopback netdev {nd_name}: only programs on this machine can reach it, and its GIDs are loopback addresses"),
-            Some(format!("rdma link delete {dev}; rdma link add {dev} type rxe netdev {}", suggest_netdev(facts))),
+            Some(loopback_fix(facts, dev)),
         ));
     }
     if !nd.admin_up {
@@ -184,6 +184,16 @@ fn device(facts: &Facts, d: &RxeDevice) -> Vec<Finding> {
         v.extend(port(dev, nd, p));
     }
     v
+}
+
+/// Delete a link on lo; make one on a real NIC unless another rxe link
+/// already serves one (rxe takes one link per netdev).
+fn loopback_fix(facts: &Facts, dev: &str) -> String {
+    let real = facts.devices.iter().find(|d| d.name != dev && d.parent.as_ref().and_then(|p| facts.netdevs.get(p)).is_some_and(|n| !n.loopback));
+    match real {
+        Some(d) => format!("rdma link delete {dev} ({} on {} serves the network)", d.name, d.parent.as_deref().unwrap_or("")),
+        None => format!("rdma link delete {dev}; rdma link add {dev} type rxe netdev {}", suggest_netdev(facts)),
+    }
 }
 
 #[cfg(test)]
@@ -700,8 +710,15 @@ pub fn rdma_cm(facts: &Facts) -> Vec<Finding> {
     if facts.devices.is_empty() {
         return v;
     }
-    if !facts.rdma_cm_dev {
-        v.push(f("rdma_cm.device", "/dev/infiniband/rdma_cm", Status::Fail, "no /dev/infiniband/rdma_cm: rping and every rdma_cm program fail".into(), Some("modprobe rdma_ucm".into())));
+    let k = &facts.kernel;
+    if facts.rdma_cm_dev || k.ucm_loaded {
+        v.push(f("rdma_cm.device", "rdma_ucm", Status::Ok, "rdma_ucm is loaded (/dev/infiniband/rdma_cm)".into(), None));
+    } else if k.ucm_available {
+        // librdmacm asks the kernel for the rdma_cm char device over
+        // netlink, which loads rdma_ucm (its rdma-client alias).
+        v.push(f("rdma_cm.device", "rdma_ucm", Status::Ok, "rdma_ucm is not loaded yet: librdmacm has the kernel load it on first use".into(), None));
+    } else {
+        v.push(f("rdma_cm.device", "rdma_ucm", Status::Fail, format!("kernel {} has no rdma_ucm: rping and every rdma_cm program fail", k.release), Some("install a kernel built with CONFIG_INFINIBAND_USER_ACCESS (rdma_ucm), or modprobe rdma_ucm".into())));
     }
     for d in &facts.devices {
         let Some(nd) = d.parent.as_ref().and_then(|p| facts.netdevs.get(p)) else { continue };
@@ -720,12 +737,20 @@ pub fn rdma_cm(facts: &Facts) -> Vec<Finding> {
             let Some(r) = facts.routes.get(addr) else { continue };
             match (&r.local, &r.peer) {
                 (Err(e), _) => v.push(f("rdma_cm.resolve", &d.name, Status::Fail, format!("no route to {addr} ({e}): rdma_resolve_addr fails"), Some(format!("ip link set {} up", nd.name)))),
+                // A down netdev has no routes: netdev.up names the fix.
+                (Ok(()), Some((peer, Err(e)))) if !nd.admin_up => v.push(f(
+                    "rdma_cm.resolve",
+                    &d.name,
+                    Status::Fail,
+                    format!("{addr} resolves locally, but {peer} in its subnet does not ({e}): netdev {} is down", nd.name),
+                    Some(format!("ip link set {} up", nd.name)),
+                )),
                 (Ok(()), Some((peer, Err(e)))) => v.push(f(
                     "rdma_cm.resolve",
                     &d.name,
                     Status::Warn,
                     format!("{addr} resolves locally, but there is no route to {peer} in its subnet ({e}): other hosts cannot be resolved"),
-                    Some(format!("ip route add {} dev {}", a, nd.name)),
+                    Some(format!("ip route add {} dev {}", subnet(a), nd.name)),
                 )),
                 (Ok(()), Some((peer, Ok(src)))) if src != addr => v.push(f(
                     "rdma_cm.resolve",
@@ -739,6 +764,18 @@ pub fn rdma_cm(facts: &Facts) -> Vec<Finding> {
         }
     }
     v
+}
+
+/// The network of an address: 192.0.2.1/24 -> 192.0.2.0/24.
+pub fn subnet(cidr: &str) -> String {
+    let (a, p) = cidr.split_once('/').unwrap_or((cidr, "32"));
+    match (a.parse::<std::net::Ipv4Addr>(), p.parse::<u32>()) {
+        (Ok(ip), Ok(p)) if p <= 32 => {
+            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            format!("{}/{p}", std::net::Ipv4Addr::from(u32::from(ip) & mask))
+        }
+        _ => cidr.to_string(),
+    }
 }
 
 // --- output

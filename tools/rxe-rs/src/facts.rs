@@ -41,6 +41,9 @@ pub struct Kernel {
     /// modules.dep or modules.builtin of the running kernel names rdma_rxe.
     pub rxe_available: bool,
     pub uverbs_loaded: bool,
+    /// rdma_ucm (/dev/infiniband/rdma_cm) loaded, and in the kernel's modules.
+    pub ucm_loaded: bool,
+    pub ucm_available: bool,
     /// /dev/infiniband/uverbs*: (node, the ib device it serves, readable and writable by us).
     pub uverbs: Vec<Uverbs>,
 }

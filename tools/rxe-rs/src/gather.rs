@@ -59,7 +59,11 @@ pub fn gather(open_devices: bool) -> Facts {
 fn kernel() -> Kernel {
     let release = read("/proc/sys/kernel/osrelease").unwrap_or_default();
     let modules = format!("/lib/modules/{release}");
-    let names = |f: &str| read(format!("{modules}/{f}")).is_some_and(|t| t.lines().any(|l| l.split(':').next().unwrap_or("").ends_with("/rdma_rxe.ko") || l.contains("/rdma_rxe.ko")));
+    // A module's file is <dir>/<name>.ko, compressed or not.
+    let names = |f: &str, m: &str| {
+        let file = format!("/{m}.ko");
+        read(format!("{modules}/{f}")).is_some_and(|t| t.lines().any(|l| l.split(':').next().unwrap_or("").contains(&file)))
+    };
     let uverbs = entries("/dev/infiniband")
         .into_iter()
         .filter(|n| n.starts_with("uverbs"))
@@ -73,8 +77,10 @@ fn kernel() -> Kernel {
         .collect();
     Kernel {
         rxe_loaded: Path::new("/sys/module/rdma_rxe").exists(),
-        rxe_available: names("modules.dep") || names("modules.builtin"),
+        rxe_available: names("modules.dep", "rdma_rxe") || names("modules.builtin", "rdma_rxe"),
         uverbs_loaded: Path::new("/sys/module/ib_uverbs").exists(),
+        ucm_loaded: Path::new("/sys/module/rdma_ucm").exists(),
+        ucm_available: names("modules.dep", "rdma_ucm") || names("modules.builtin", "rdma_ucm"),
         uverbs,
         release,
     }

@@ -20,6 +20,8 @@ fn healthy() -> Facts {
             rxe_loaded: true,
             rxe_available: true,
             uverbs_loaded: true,
+            ucm_loaded: true,
+            ucm_available: true,
             uverbs: vec![Uverbs { node: "/dev/infiniband/uverbs0".into(), ibdev: "rxe0".into(), accessible: true }],
         },
         devices: vec![RxeDevice {
@@ -159,6 +161,14 @@ fn rxe_on_loopback() {
     let mut f = healthy();
     f.devices[0].parent = Some("lo".into());
     one(&f, "link.loopback", Status::Warn, "loopback netdev lo", "rdma link add rxe0 type rxe netdev eth0");
+    // Beside rxe0 on eth0: delete it, nothing to add.
+    let mut f = healthy();
+    let mut lo = f.devices[0].clone();
+    lo.name = "rxe_lo".into();
+    lo.parent = Some("lo".into());
+    f.devices.push(lo);
+    let x = one(&f, "link.loopback", Status::Warn, "rxe_lo runs over the loopback netdev lo", "rdma link delete rxe_lo (rxe0 on eth0 serves the network)");
+    assert!(!x.fix.unwrap().contains("link add"));
     let mut f = healthy();
     f.devices[0].parent = Some("gone0".into());
     one(&f, "link.netdev", Status::Fail, "does not exist", "rdma link delete rxe0");
@@ -350,7 +360,16 @@ fn libibverbs_of_an_abi_we_do_not_serve() {
 fn rdma_cm_resolution() {
     let mut f = healthy();
     f.rdma_cm_dev = false;
-    one(&f, "rdma_cm.device", Status::Fail, "no /dev/infiniband/rdma_cm", "modprobe rdma_ucm");
+    f.kernel.ucm_loaded = false;
+    one(&f, "rdma_cm.device", Status::Ok, "librdmacm has the kernel load it", "");
+    f.kernel.ucm_available = false;
+    one(&f, "rdma_cm.device", Status::Fail, "no rdma_ucm", "modprobe rdma_ucm");
+    let mut f = healthy();
+    f.routes.insert("192.0.2.1".into(), Route { local: Ok(()), peer: Some(("192.0.2.2".into(), Err("Network is unreachable".into()))) });
+    one(&f, "rdma_cm.resolve", Status::Warn, "no route to 192.0.2.2", "ip route add 192.0.2.0/24 dev eth0");
+    f.netdevs.get_mut("eth0").unwrap().admin_up = false;
+    one(&f, "rdma_cm.resolve", Status::Fail, "netdev eth0 is down", "ip link set eth0 up");
+    assert_eq!(subnet("10.1.2.3/8"), "10.0.0.0/8");
     let mut f = healthy();
     f.routes.insert("192.0.2.1".into(), Route { local: Err("Network is unreachable".into()), peer: None });
     one(&f, "rdma_cm.resolve", Status::Fail, "no route to 192.0.2.1", "ip link set eth0 up");
