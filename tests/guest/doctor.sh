@@ -117,4 +117,12 @@ doctor_suite() {
 
 	# Everything put back: healthy again.
 	doctor_run restored "$DOCTOR_OURS"
+
+	# The doctor passes rdma_cm when rdma_ucm is not loaded yet, because
+	# librdmacm has the kernel load it: shown with an rping server.
+	{
+		echo "before=$([ -d /sys/module/rdma_ucm ] && echo loaded || echo absent)"
+		timeout 3 rping -s -a 192.0.2.1 -p 7471 > /dev/null 2>&1
+		echo "after_rping=$([ -d /sys/module/rdma_ucm ] && echo loaded || echo absent)"
+	} > "$d/rdma_ucm.note"
 }

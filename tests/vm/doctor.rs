@@ -164,3 +164,16 @@ fn nftables_drop_rule_for_udp_4791() {
     let after = n.rsplit("chain input").next().unwrap_or("");
     assert!(!after.contains("dport 4791"), "the fix left the rule:\n{n}");
 }
+
+/// rdma_cm.device is OK without rdma_ucm loaded because librdmacm has the
+/// kernel load it on first use: an rping server did.
+#[test]
+fn rdma_ucm_loads_on_demand() {
+    let n = note("rdma_ucm");
+    eprintln!("{n}");
+    assert!(n.contains("after_rping=loaded"), "{n}");
+    if n.contains("before=absent") {
+        let (line, _) = run("restored").finding("OK", "rdma_cm.device");
+        assert!(line.contains("librdmacm has the kernel load it"), "{line}");
+    }
+}
