@@ -36,7 +36,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// The guest suites the one boot runs, in order: `<suite>` is the function
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
-// stress last: it deletes rxe0 and makes it again.
+// stress and doctor last: they delete rxe0 and make it again.
 const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "stress", "doctor"];
 
 /// The guest suites each other kernel's boot runs, in order (as SUITES).
