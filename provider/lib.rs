@@ -38,6 +38,7 @@ mod queue;
 mod recv;
 mod srq;
 mod uverbs_ioctl;
+mod valgrind;
 mod wqe;
 
 #[cfg(test)]
@@ -52,6 +53,7 @@ extern "C" fn register_provider() {
     // A library constructor must not unwind or abort the host: a provider
     // that cannot serve this libibverbs says why and stays unregistered.
     let _ = std::panic::catch_unwind(|| {
+        valgrind::detect();
         if let Err(why) = abi::imports::register(&ffi::DEVICE_OPS.0) {
             log::init();
             if log::enabled(::log::Level::Error) {

@@ -4,10 +4,9 @@
 # VM's isolated NIC and runs the named guest suites (the functions
 # <suite>_suite in tests/guest/*.sh) through the stock librxe and ours.
 # Results land in <out dir>.
-# Every C program under tests/programs/, tests/edge/, tests/safety/ and
-# tests/stress/ is
-# built first into target/vmtest/bin/<name> (a new .c file there needs no
-# edit here).
+# Every C program under tests/programs/, tests/edge/, tests/safety/,
+# tests/stress/ and tests/load/ is built first into target/vmtest/bin/<name>
+# (a new .c file there needs no edit here).
 # usage: [RXE_RS_KERNEL=<vmlinuz>] tests/run-vm.sh <out dir> <suite>...
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +16,7 @@ bin=$repo/target/vmtest/bin
 [ -e "$repo/target/release/librxe_rs.so" ] || { echo "target/release/librxe_rs.so is missing: run cargo build --release" >&2; exit 1; }
 rm -rf "$bin" && mkdir -p "$bin"
 shopt -s nullglob
-for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safety/*.c "$repo"/tests/stress/*.c; do
+for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safety/*.c "$repo"/tests/stress/*.c "$repo"/tests/load/*.c; do
 	name=$(basename "$src" .c)
 	[ ! -e "$bin/$name" ] || { echo "two test programs are named $name: rename one ($src)" >&2; exit 1; }
 	gcc -O2 -Wall -o "$bin/$name" "$src" -libverbs -lrdmacm -lpthread

@@ -37,7 +37,7 @@ use std::sync::{Mutex, OnceLock};
 /// The guest suites the one boot runs, in order: `<suite>` is the function
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
 // stress and doctor last: they delete rxe0 and make it again.
-const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "stress", "doctor"];
+const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "load", "stress", "doctor"];
 
 /// The guest suites each other kernel's boot runs, in order (as SUITES).
 const KERNEL_SUITES: &[&str] = &["subset", "features"];
@@ -62,6 +62,9 @@ mod features;
 
 #[path = "vm/twohost.rs"]
 mod twohost;
+
+#[path = "vm/load.rs"]
+mod load;
 
 #[path = "vm/doctor.rs"]
 mod doctor;

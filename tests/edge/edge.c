@@ -609,6 +609,8 @@ int main(int argc, char **argv)
 	for (int i = 0; list && list[i]; i++)
 		if (!strcmp(ibv_get_device_name(list[i]), name))
 			ctx = ibv_open_device(list[i]);
+	if (list)
+		ibv_free_device_list(list);
 	if (!ctx)
 		die("open device");
 	pd = ibv_alloc_pd(ctx);
