@@ -15,6 +15,8 @@ pkgs=(
 	# packaging (scripts/package.sh): installed here, before the package
 	# tests snapshot the host, so that they find it as they leave it
 	dpkg-dev rpm lintian rpmlint gzip binutils
+	# the doctor suite (tests/guest/doctor.sh) adds a DROP rule for UDP 4791
+	nftables
 )
 missing=()
 for p in "${pkgs[@]}"; do

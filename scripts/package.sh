@@ -44,11 +44,19 @@ mkdir -p "$stage"
 strip --strip-unneeded -o "$stage/$lib" target/release/librxe_rs.so
 chmod 0644 "$stage/$lib"
 cp driver-config/rxe_rs.driver README.md LICENSE "$stage/"
+# The rxe-rs command (tools/rxe-rs: `rxe-rs doctor`) and its man pages.
+strip --strip-unneeded -o "$stage/rxe-rs" target/release/rxe-rs
+chmod 0755 "$stage/rxe-rs"
+for m in rxe-rs.1 rxe-rs-doctor.1; do
+	gzip -9n < "tools/rxe-rs/man/$m" > "$stage/$m.gz"
+	chmod 0644 "$stage/$m.gz"
+done
 
 # The layout both packages install:
 #   <libdir>/libibverbs/librxe_rs-rdmav34.so   the provider (same bytes)
 #   <libdir>/libibverbs/librxe_rs-rdmav{57,59,64,65}.so  -> librxe_rs-rdmav34.so
 #   /usr/share/rxe-rs/rxe_rs.driver            `driver rxe_rs`
+#   /usr/bin/rxe-rs, /usr/share/man/man1/rxe-rs{,-doctor}.1.gz   the command
 #   /etc/libibverbs.d/<entry>                  symlink to the above, so that
 #        it goes away on remove (a leftover conffile naming a removed
 #        library would make every verbs program warn "couldn't load driver")
@@ -64,8 +72,10 @@ cp driver-config/rxe_rs.driver README.md LICENSE "$stage/"
 pkg=$work/debian/rxe-rs
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 mkdir -p "$pkg/DEBIAN" "$pkg/usr/lib/$multiarch/libibverbs" "$pkg/usr/share/rxe-rs" \
-	"$pkg/etc/libibverbs.d" "$pkg/usr/share/doc/rxe-rs"
+	"$pkg/etc/libibverbs.d" "$pkg/usr/share/doc/rxe-rs" "$pkg/usr/bin" "$pkg/usr/share/man/man1"
 install -m 0644 "$stage/$lib" "$pkg/usr/lib/$multiarch/libibverbs/"
+install -m 0755 "$stage/rxe-rs" "$pkg/usr/bin/"
+install -m 0644 "$stage/rxe-rs.1.gz" "$stage/rxe-rs-doctor.1.gz" "$pkg/usr/share/man/man1/"
 for abi in "${abis[@]:1}"; do
 	ln -s "$lib" "$pkg/usr/lib/$multiarch/libibverbs/librxe_rs-rdmav$abi.so"
 done
@@ -76,7 +86,7 @@ sed "1s/(.*)/($version-$release)/" packaging/deb/changelog | gzip -9n > "$pkg/us
 chmod 0644 "$pkg/usr/share/doc/rxe-rs/changelog.Debian.gz"
 install -m 0755 packaging/deb/preinst packaging/deb/postrm "$pkg/DEBIAN/"
 printf 'Source: rxe-rs\n\nPackage: rxe-rs\nArchitecture: any\n' > "$work/debian/control"
-shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"debian/rxe-rs/usr/lib/$multiarch/libibverbs/$lib" | sed -n 's/^shlibs:Depends=//p')
+shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"debian/rxe-rs/usr/lib/$multiarch/libibverbs/$lib" -e"debian/rxe-rs/usr/bin/rxe-rs" | sed -n 's/^shlibs:Depends=//p')
 # The library does not link libibverbs (it resolves libibverbs' private
 # functions with dlvsym in the libibverbs that loaded it), so
 # dpkg-shlibdeps names only libc6 and libgcc-s1; a libibverbs1 line, should

@@ -36,8 +36,8 @@ use std::sync::{Mutex, OnceLock};
 
 /// The guest suites the one boot runs, in order: `<suite>` is the function
 /// `<suite>_suite` of a tests/guest/*.sh file. The only list of them.
-// stress last: it deletes rxe0 and makes it again.
-const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "load", "faults", "stress"];
+// stress and doctor last: they delete rxe0 and make it again.
+const SUITES: &[&str] = &["core", "datapath", "safety", "releases", "features", "load", "faults", "stress", "doctor"];
 
 /// The guest suites each other kernel's boot runs, in order (as SUITES).
 const KERNEL_SUITES: &[&str] = &["subset", "features"];
@@ -68,6 +68,9 @@ mod load;
 
 #[path = "vm/faults.rs"]
 mod faults;
+
+#[path = "vm/doctor.rs"]
+mod doctor;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
