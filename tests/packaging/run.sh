@@ -120,7 +120,8 @@ deb_control() {
 	[ "$(echo "$lst" | grep -c 'librxe_rs-rdmav')" = 5 ] || return 1
 	# The rxe-rs command and its man pages.
 	echo "$lst" | grep -q '^-rwxr-xr-x .* \./usr/bin/rxe-rs$' || { echo "no /usr/bin/rxe-rs"; return 1; }
-	echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs\.1\.gz$' && echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs-doctor\.1\.gz$'
+	echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs\.1\.gz$' && echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs-doctor\.1\.gz$' &&
+		echo "$lst" | grep -q ' \./usr/share/man/man7/rxe-rs-faults\.7\.gz$'
 }
 check deb_control_depends_and_names deb_control
 
@@ -210,7 +211,7 @@ mkdir -p "$work/rpmdb-query"
 rpm_files() {
 	local want got
 	want=$( (printf '%s\n' /etc/libibverbs.d/rxe_rs.driver /usr/bin/rxe-rs \
-		/usr/share/man/man1/rxe-rs.1.gz /usr/share/man/man1/rxe-rs-doctor.1.gz \
+		/usr/share/man/man1/rxe-rs.1.gz /usr/share/man/man1/rxe-rs-doctor.1.gz /usr/share/man/man7/rxe-rs-faults.7.gz \
 		/usr/share/doc/rxe-rs/README.md /usr/share/licenses/rxe-rs/LICENSE /usr/share/rxe-rs \
 		/usr/share/rxe-rs/rxe_rs.driver
 		for abi in $abis; do echo "/usr/lib64/libibverbs/librxe_rs-rdmav$abi.so"; done) | sort)
