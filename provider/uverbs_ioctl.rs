@@ -43,7 +43,8 @@
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use core::marker::PhantomData;
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::os::fd::RawFd;
 
@@ -434,11 +435,56 @@ fn doorbell_request(qp_handle: u32) -> ib_uverbs_post_send {
 /// EACCES stands.
 pub(crate) fn doorbell(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool) -> Result<()> {
     if !via_ioctl.load(Ordering::Relaxed) {
-        match cmd::write_syscall(fd, doorbell_request(qp_handle)) {
-            Err(Errno(libc::EACCES)) => via_ioctl.store(true, Ordering::Relaxed),
-            other => return other.map(drop),
+        // The hot path, as lean as librxe's: one request on the stack, one
+        // write(2). Errors and the switch to ioctl are out of line.
+        let mut resp = MaybeUninit::<ib_uverbs_post_send_resp>::uninit();
+        let req = DoorbellWrite {
+            hdr: ib_uverbs_cmd_hdr {
+                command: w::IB_USER_VERBS_CMD_POST_SEND,
+                in_words: (size_of::<DoorbellWrite>() / 4) as u16,
+                out_words: (size_of::<ib_uverbs_post_send_resp>() / 4) as u16,
+            },
+            core: ib_uverbs_post_send { response: resp.as_mut_ptr() as u64, ..doorbell_request(qp_handle) },
+        };
+        // SAFETY: a plain request on our stack; the kernel writes its
+        // response into `resp`, which outlives the call and is never read.
+        let n = unsafe { libc::write(fd, ptr::addr_of!(req).cast(), size_of::<DoorbellWrite>()) };
+        if n == size_of::<DoorbellWrite>() as isize {
+            return Ok(());
         }
+        return doorbell_write_failed(fd, qp_handle, via_ioctl, n);
     }
+    doorbell_ioctl(fd, qp_handle)
+}
+
+/// A legacy POST_SEND as write(2) takes it: header, then the request.
+#[repr(C)]
+struct DoorbellWrite {
+    hdr: ib_uverbs_cmd_hdr,
+    core: ib_uverbs_post_send,
+}
+
+/// What a doorbell write(2) that did not take means: EACCES switches the
+/// context to INVOKE_WRITE (and rings that way), other errors are returned,
+/// a short write is EIO (the kernel consumes a command whole or not at all).
+#[cold]
+#[inline(never)]
+fn doorbell_write_failed(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool, n: isize) -> Result<()> {
+    if n >= 0 {
+        return Err(Errno(libc::EIO));
+    }
+    match Errno::last() {
+        Errno(libc::EACCES) => {
+            via_ioctl.store(true, Ordering::Relaxed);
+            doorbell_ioctl(fd, qp_handle)
+        }
+        e => Err(e),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn doorbell_ioctl(fd: RawFd, qp_handle: u32) -> Result<()> {
     let req = doorbell_request(qp_handle);
     let mut resp = ib_uverbs_post_send_resp::default();
     match invoke_write(fd, w::IB_USER_VERBS_CMD_POST_SEND, as_bytes(&req), as_bytes_mut(&mut resp), &[], &mut []) {

@@ -254,25 +254,73 @@ pub(crate) struct CheckedSend<'a> {
 /// # Safety
 /// The WR's pointers (sg_list; for BIND_MW the window and MR) follow the
 /// verbs API's contract.
+#[inline(always)]
 pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Result<CheckedSend<'a>, Refusal> {
     // SAFETY: per the contract.
     let sges = unsafe { sge_list(wr.sg_list, wr.num_sge, lim.max_sge) }?;
-    if matches!(wr.opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
-        return Err(Refusal::OnlyThroughWrApi(wr.opcode));
+    // One test for the opcode on the hot path; which refusal it is, out of line.
+    if !opcode_allowed(wr.opcode, lim.qp_type) {
+        return Err(opcode_refusal(wr.opcode, lim.qp_type));
     }
-    if !opcode_known(wr.opcode) {
-        return Err(Refusal::UnknownOpcode(wr.opcode));
-    }
-    if lim.qp_type == ibv_qp_type::IBV_QPT_UD && !matches!(wr.opcode, op::IBV_WR_SEND | op::IBV_WR_SEND_WITH_IMM) {
-        return Err(Refusal::OpcodeNotForTransport { opcode: wr.opcode, qp_type: lim.qp_type });
-    }
-    let total: u64 = sges.iter().map(|s| s.length as u64).sum();
+    let total: u64 = match sges {
+        [one] => one.length as u64,
+        _ => sges.iter().map(|s| s.length as u64).sum(),
+    };
     let inline = wr.send_flags & ibv_send_flags::IBV_SEND_INLINE != 0;
     if inline && total > lim.max_inline as u64 {
         return Err(Refusal::InlineTooLong { length: total, max: lim.max_inline });
     }
     let length = u32::try_from(total).map_err(|_| Refusal::LengthOverflow)?;
     check_message_length(length, lim)?;
+    let mut bind = None;
+    if wr.opcode >= op::IBV_WR_ATOMIC_CMP_AND_SWP {
+        // The rarer opcodes' checks, kept off the path of sends and RDMA.
+        // SAFETY: per the contract.
+        bind = unsafe { check_send_rare(wr, lim, length) }?;
+    }
+    Ok(CheckedSend { sges, length, inline, bind })
+}
+
+/// Opcodes `ibv_post_send` takes on each transport, as bit masks.
+const KNOWN_OPS: u32 = (1 << op::IBV_WR_RDMA_WRITE)
+    | (1 << op::IBV_WR_RDMA_WRITE_WITH_IMM)
+    | (1 << op::IBV_WR_SEND)
+    | (1 << op::IBV_WR_SEND_WITH_IMM)
+    | (1 << op::IBV_WR_RDMA_READ)
+    | (1 << op::IBV_WR_ATOMIC_CMP_AND_SWP)
+    | (1 << op::IBV_WR_ATOMIC_FETCH_AND_ADD)
+    | (1 << op::IBV_WR_LOCAL_INV)
+    | (1 << op::IBV_WR_BIND_MW)
+    | (1 << op::IBV_WR_SEND_WITH_INV);
+const UD_OPS: u32 = (1 << op::IBV_WR_SEND) | (1 << op::IBV_WR_SEND_WITH_IMM);
+
+/// Whether `ibv_post_send` accepts `opcode` on a QP of `qp_type`: exactly
+/// when [`opcode_refusal`]'s checks all pass.
+#[inline(always)]
+fn opcode_allowed(opcode: u32, qp_type: u32) -> bool {
+    let allowed = if qp_type == ibv_qp_type::IBV_QPT_UD { UD_OPS } else { KNOWN_OPS };
+    opcode < 32 && allowed & (1 << opcode) != 0
+}
+
+/// Why `opcode` is refused on `qp_type`, in the order the checks are documented.
+#[cold]
+#[inline(never)]
+fn opcode_refusal(opcode: u32, qp_type: u32) -> Refusal {
+    if matches!(opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
+        return Refusal::OnlyThroughWrApi(opcode);
+    }
+    if !opcode_known(opcode) {
+        return Refusal::UnknownOpcode(opcode);
+    }
+    Refusal::OpcodeNotForTransport { opcode, qp_type }
+}
+
+/// The checks of atomics and BIND_MW (opcodes from CMP_AND_SWP up).
+///
+/// # Safety
+/// As for [`check_send`].
+#[inline(never)]
+unsafe fn check_send_rare(wr: &ibv_send_wr, lim: &SendLimits, length: u32) -> Result<Option<MwBind>, Refusal> {
     if is_atomic(wr.opcode) {
         // SAFETY: reading the atomic arm of the union the opcode selects (plain integers).
         let remote = unsafe { wr.wr.atomic.remote_addr };
@@ -280,7 +328,6 @@ pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Re
             return Err(Refusal::AtomicMisaligned { length, remote });
         }
     }
-    let mut bind = None;
     if wr.opcode == op::IBV_WR_BIND_MW {
         // SAFETY: imm_data shares its union with invalidate_rkey; any bits are valid.
         let imm = unsafe { wr.__bindgen_anon_1.imm_data };
@@ -293,9 +340,9 @@ pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Re
         // SAFETY: the bind arm of the union the opcode selects; pointers per the contract.
         let b = unsafe { &wr.__bindgen_anon_2.bind_mw };
         // SAFETY: per the contract.
-        bind = Some(unsafe { MwBind::from_verbs(b.mw, b.rkey, &b.bind_info) }?);
+        return Ok(Some(unsafe { MwBind::from_verbs(b.mw, b.rkey, &b.bind_info) }?));
     }
-    Ok(CheckedSend { sges, length, inline, bind })
+    Ok(None)
 }
 
 /// A message longer than the port's limit: 6.1's rxe would even execute some
@@ -400,6 +447,7 @@ fn sge_bytes(sges: &[ibv_sge]) -> &[u8] {
 /// # Safety
 /// For inline WRs, each SGE's `addr` must point to `length` readable bytes
 /// (the verbs API's contract for IBV_SEND_INLINE).
+#[inline(always)]
 pub(crate) unsafe fn write_send(slot: &mut [u8], wr: &ibv_send_wr, c: &CheckedSend<'_>, ud: Option<UdAddress>, ssn: u32) {
     let w = start_send(slot, wr.wr_id, wr.opcode, wr.send_flags, ssn);
     // SAFETY (union reads below): each reads the arm the opcode selects; all are plain integers.
@@ -443,6 +491,9 @@ pub(crate) unsafe fn write_send(slot: &mut [u8], wr: &ibv_send_wr, c: &CheckedSe
             payload[at..at + len].copy_from_slice(src);
             at += len;
         }
+    } else if let [one] = c.sges {
+        // The common case, as fixed-size stores rather than a memcpy call.
+        payload[..SGE].copy_from_slice(sge_bytes(core::slice::from_ref(one)));
     } else {
         let bytes = sge_bytes(c.sges);
         payload[..bytes.len()].copy_from_slice(bytes);
