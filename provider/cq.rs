@@ -46,6 +46,10 @@ struct Polling {
 pub(crate) struct Cq {
     vcq: UnsafeCell<verbs_cq>,
     polling: SpinLock<Polling>,
+    /// Extended polling: the entry exposed last, for the `ibv_wc_read_*`
+    /// functions, which then need no lock or ring lookup. Written under the
+    /// poll lock; read by the thread holding it.
+    exposed_wc: UnsafeCell<*const ib_uverbs_wc>,
 }
 
 object::boxed_object!(Cq, ibv_cq, vcq);
@@ -60,6 +64,7 @@ impl Cq {
             // SAFETY: all-zero is a valid verbs_cq; libibverbs and the kernel fill it.
             vcq: UnsafeCell::new(unsafe { core::mem::zeroed() }),
             polling: SpinLock::new(Polling { ring: Err(Errno(libc::ENXIO)), cur: 0, exposed: false }),
+            exposed_wc: UnsafeCell::new(ptr::null()),
         })
     }
 
@@ -253,10 +258,11 @@ impl<'a> PollGuard<'a> {
         let wc = unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) };
         let ex = self.cq.vcq.get();
         // SAFETY: we hold the poll lock, under which alone these fields are
-        // written; the pointer comes from the UnsafeCell.
+        // written; the pointers come from the UnsafeCells.
         unsafe {
             (*ex).cq_ex.status = wc.status as _;
             (*ex).cq_ex.wr_id = wc.wr_id;
+            *self.cq.exposed_wc.get() = wc;
         }
     }
 
@@ -278,11 +284,27 @@ impl<'a> PollGuard<'a> {
         Ok(())
     }
 
-    /// The exposed entry, for the `ibv_wc_read_*` functions.
+    /// The exposed entry, as the ring holds it (tests compare it with
+    /// [`PollGuard::exposed`]).
+    #[cfg(test)]
     pub(crate) fn current(&self) -> &ib_uverbs_wc {
         // SAFETY: as in expose(); after next() ran out this is the slot at
         // the producer index, which reads as stale but valid integers.
         unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) }
+    }
+
+    /// The entry exposed last, for the `ibv_wc_read_*` functions, without
+    /// resuming the guard.
+    ///
+    /// # Safety
+    /// Between a successful start_poll on `cq` and its end_poll, on the
+    /// thread that polls (the verbs API's contract for the readers).
+    pub(crate) unsafe fn exposed(cq: &'a Cq) -> &'a ib_uverbs_wc {
+        // SAFETY: per the contract, start_poll exposed an entry (the pointer
+        // is set) and the ring stays mapped while the poll lock is held.
+        // After next_poll ran out it is the last entry, handed back: stale
+        // but valid integers, as librxe reads there too.
+        unsafe { &**cq.exposed_wc.get() }
     }
 
     /// Keeps the CQ locked past this call.
@@ -369,6 +391,11 @@ mod tests {
         let mut g = unsafe { PollGuard::resume(&cq) };
         g.next().unwrap();
         assert_eq!(ex(), (2, 5));
+        // The readers' view follows the exposed entry.
+        // SAFETY: between start_poll and end_poll on this thread.
+        let seen = unsafe { PollGuard::exposed(&cq) };
+        assert_eq!((seen.wr_id, seen.status), (2, 5));
+        assert!(core::ptr::eq(seen, g.current()));
         g.next().unwrap();
         assert_eq!(g.next(), Err(Errno(libc::ENOENT)));
         drop(g);

@@ -629,6 +629,7 @@ impl Qp {
     ///
     /// # Safety
     /// Between [`Qp::wr_start`] and the batch's end, on the same thread.
+    #[inline(always)]
     unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Option<Errno>) -> R) -> R {
         // SAFETY: per the contract, wr_start parked the lock on this thread.
         let mut sq = unsafe { self.sq.resume() };
@@ -645,7 +646,52 @@ impl Qp {
     ///
     /// # Safety
     /// As for `in_batch`; a BindMw's pointers follow the verbs contract.
+    // Inlined into each builder: its opcode's matches fold away, and the
+    // opcodes with operands to read and check go out of line.
+    #[inline(always)]
     pub(crate) unsafe fn wr_build(&self, send_op: SendOp) {
+        if matches!(send_op, SendOp::BindMw { .. } | SendOp::AtomicWrite { .. } | SendOp::Flush { .. }) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.wr_build_checked(send_op) };
+        }
+        // SAFETY: the application sets these fields before each builder; we read them.
+        let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
+        // SAFETY: per the contract.
+        unsafe {
+            self.in_batch(|p, ssn, err| {
+                if err.is_some() {
+                    return;
+                }
+                let Some(slot) = p.reserve() else {
+                    *err = Some(Errno(libc::ENOSPC));
+                    return;
+                };
+                let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
+                match send_op {
+                    SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
+                    SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
+                    SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
+                    SendOp::RdmaWriteImm { rkey, addr, imm } => {
+                        wqe::set_rdma(w, rkey, addr);
+                        w.wr.ex.imm_data = imm;
+                    }
+                    SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
+                    SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
+                    _ => {}
+                }
+                p.commit();
+                *ssn = ssn.wrapping_add(1);
+            })
+        }
+    }
+
+    /// The builders whose operands come by pointer or need checks (BIND_MW,
+    /// ATOMIC WRITE, FLUSH); any opcode is built right here too.
+    ///
+    /// # Safety
+    /// As for [`Qp::wr_build`].
+    #[inline(never)]
+    unsafe fn wr_build_checked(&self, send_op: SendOp) {
         // SAFETY: the application sets these fields before each builder; we read them.
         let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
         let bind = match send_op {
@@ -734,7 +780,38 @@ impl Qp {
     ///
     /// # Safety
     /// As for `in_batch`; the payload's pointers follow the verbs contract.
+    // Inlined into each setter: one SGE, the common case, is set right
+    // here; the lists, inline data and UD address out of line.
+    #[inline(always)]
     pub(crate) unsafe fn wr_set(&self, payload: Payload) {
+        let Payload::Sge { lkey, addr, length } = payload else {
+            // SAFETY: forwarded contract.
+            return unsafe { self.wr_set_other(payload) };
+        };
+        // SAFETY: per the contract.
+        unsafe {
+            self.in_batch(|p, _, err| {
+                if err.is_some() {
+                    return;
+                }
+                let Some(slot) = p.last_mut() else {
+                    *err = Some(Errno(libc::EINVAL));
+                    return;
+                };
+                match wqe::check_message_length(length, &self.limits) {
+                    Ok(()) => wqe::set_sge(slot, lkey, addr, length),
+                    Err(r) => *err = Some(r.errno()),
+                }
+            })
+        }
+    }
+
+    /// The other setters.
+    ///
+    /// # Safety
+    /// As for [`Qp::wr_set`].
+    #[inline(never)]
+    unsafe fn wr_set_other(&self, payload: Payload) {
         // SAFETY: per the contract.
         unsafe {
             self.in_batch(|p, _, err| {

@@ -547,12 +547,19 @@ pub(crate) unsafe fn set_inline(slot: &mut [u8], bufs: &[ibv_data_buf], lim: &Se
 
 /// Fills a receive slot. The total length wraps as in librxe: the kernel
 /// places data by the SGEs themselves.
+#[inline(always)]
 pub(crate) fn write_recv(slot: &mut [u8], wr_id: u64, sges: &[ibv_sge]) {
     assert!(slot.len() >= RECV_HEADER && slot.as_ptr() as usize % align_of::<rxe_recv_wqe>() == 0);
     slot[..RECV_HEADER].fill(0);
-    let bytes = sge_bytes(sges);
-    slot[RECV_HEADER..RECV_HEADER + bytes.len()].copy_from_slice(bytes);
-    let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
+    let length = if let [one] = sges {
+        // The common case, as fixed-size stores rather than a memcpy call.
+        slot[RECV_HEADER..RECV_HEADER + SGE].copy_from_slice(sge_bytes(core::slice::from_ref(one)));
+        one.length
+    } else {
+        let bytes = sge_bytes(sges);
+        slot[RECV_HEADER..RECV_HEADER + bytes.len()].copy_from_slice(bytes);
+        sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length))
+    };
     // SAFETY: long and aligned enough (checked above); integers only.
     let w = unsafe { &mut *slot.as_mut_ptr().cast::<rxe_recv_wqe>() };
     w.wr_id = wr_id;
