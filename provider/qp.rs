@@ -455,6 +455,7 @@ impl Qp {
     }
 
     /// Tells the kernel new send WQEs are waiting: a POST_SEND with no WRs.
+    #[inline(always)]
     fn doorbell(&self) -> Result<()> {
         let ctx = self.context();
         crate::uverbs_ioctl::doorbell(ctx.cmd_fd(), self.handle(), &ctx.doorbell_via_ioctl).inspect_err(|e| {
@@ -467,6 +468,8 @@ impl Qp {
     ///
     /// # Safety
     /// `wr` is the application's valid WR list (the verbs API's contract).
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn post_send(&self, wr: *mut ibv_send_wr) -> core::result::Result<(), PostError<ibv_send_wr>> {
         if wr.is_null() {
             return Err(PostError { errno: Errno(libc::EINVAL), bad: ptr::null_mut() });
@@ -505,6 +508,7 @@ impl Qp {
     ///
     /// # Safety
     /// As for [`Qp::post_send`].
+    #[inline(always)]
     unsafe fn fill(&self, producer: &mut Producer<'_>, slots: u32, ssn: &mut u32, mut wr: *mut ibv_send_wr) -> Option<(Refusal, *mut ibv_send_wr)> {
         while !wr.is_null() {
             // SAFETY: a valid WR per the contract.
@@ -542,6 +546,8 @@ impl Qp {
     ///
     /// # Safety
     /// `wr` is the application's valid WR list.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn post_recv(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
         let Some(rq) = self.rq.as_ref() else {
             self.log_refusal("post_recv", None, Refusal::RecvThroughSrq);
@@ -617,6 +623,8 @@ impl Qp {
     /// # Safety
     /// This thread must end the batch with [`Qp::wr_complete`] or
     /// [`Qp::wr_abort`] before it posts to this QP's send queue otherwise.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn wr_start(&self) {
         let mut sq = self.sq.lock();
         // SAFETY: the lock makes us the only producer; parked until the batch ends.
@@ -834,6 +842,8 @@ impl Qp {
     ///
     /// # Safety
     /// Ends a batch this thread started with [`Qp::wr_start`].
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn wr_complete(&self) -> Result<()> {
         let (err, posted) = {
             // SAFETY: per the contract.

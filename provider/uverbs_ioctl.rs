@@ -435,6 +435,7 @@ fn doorbell_request(qp_handle: u32) -> ib_uverbs_post_send {
 /// this and every later doorbell of the context go through INVOKE_WRITE,
 /// which the kernel does not refuse for that. On a kernel without it the
 /// EACCES stands.
+#[inline(always)]
 pub(crate) fn doorbell(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool) -> Result<()> {
     if !via_ioctl.load(Ordering::Relaxed) {
         // The hot path, as lean as librxe's: one request on the stack, one

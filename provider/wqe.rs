@@ -442,6 +442,17 @@ fn sge_bytes(sges: &[ibv_sge]) -> &[u8] {
     unsafe { core::slice::from_raw_parts(sges.as_ptr().cast::<u8>(), core::mem::size_of_val(sges)) }
 }
 
+/// One SGE at the start of `payload`: the common case, as two 8-byte
+/// stores (a copy_from_slice here ends up a memcpy call, the lengths of the
+/// other cases merged in).
+#[inline(always)]
+fn put_sge(payload: &mut [u8], sge: &ibv_sge) {
+    let dst = &mut payload[..SGE];
+    // SAFETY: `dst` holds SGE (16) bytes, checked by the slicing above;
+    // ibv_sge is plain integers and the store is unaligned-safe.
+    unsafe { dst.as_mut_ptr().cast::<ibv_sge>().write_unaligned(*sge) };
+}
+
 /// Fills a send slot from a checked WR.
 ///
 /// # Safety
@@ -492,8 +503,7 @@ pub(crate) unsafe fn write_send(slot: &mut [u8], wr: &ibv_send_wr, c: &CheckedSe
             at += len;
         }
     } else if let [one] = c.sges {
-        // The common case, as fixed-size stores rather than a memcpy call.
-        payload[..SGE].copy_from_slice(sge_bytes(core::slice::from_ref(one)));
+        put_sge(payload, one);
     } else {
         let bytes = sge_bytes(c.sges);
         payload[..bytes.len()].copy_from_slice(bytes);
@@ -552,7 +562,7 @@ pub(crate) fn write_recv(slot: &mut [u8], wr_id: u64, sges: &[ibv_sge]) {
     assert!(slot.len() >= RECV_HEADER && slot.as_ptr() as usize % align_of::<rxe_recv_wqe>() == 0);
     slot[..RECV_HEADER].fill(0);
     let length = if let [one] = sges {
-        // The common case, as fixed-size stores rather than a memcpy call.
+        // Fixed-size stores rather than a memcpy call.
         slot[RECV_HEADER..RECV_HEADER + SGE].copy_from_slice(sge_bytes(core::slice::from_ref(one)));
         one.length
     } else {
