@@ -10,6 +10,8 @@ pkgs=(
 	qemu-system-x86 linux-image-amd64 kmod cpio busybox-static iproute2 util-linux
 	rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest python3-pyverbs
 	python3-pip
+	# tests/bench/run.sh counts instructions with callgrind in the VM
+	valgrind
 	# packaging (scripts/package.sh): installed here, before the package
 	# tests snapshot the host, so that they find it as they leave it
 	dpkg-dev rpm lintian rpmlint gzip binutils
