@@ -664,33 +664,37 @@ impl Qp {
         }
         // SAFETY: the application sets these fields before each builder; we read them.
         let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
-        // SAFETY: per the contract.
-        unsafe {
-            self.in_batch(|p, ssn, err| {
-                if err.is_some() {
-                    return;
-                }
-                let Some(slot) = p.reserve() else {
-                    *err = Some(Errno(libc::ENOSPC));
-                    return;
-                };
-                let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
-                match send_op {
-                    SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
-                    SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
-                    SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
-                    SendOp::RdmaWriteImm { rkey, addr, imm } => {
-                        wqe::set_rdma(w, rkey, addr);
-                        w.wr.ex.imm_data = imm;
+        // Written out rather than through in_batch: its closure, shared by
+        // every builder, is not inlined, and the call costs more than the work.
+        // SAFETY: per the contract, wr_start parked the lock on this thread.
+        let mut sq = unsafe { self.sq.resume() };
+        let SendQueue { ring, ssn, batch } = &mut *sq;
+        if batch.err.is_none() {
+            // SAFETY: we hold the lock; the position is this batch's.
+            let mut p = unsafe { Producer::resume(ring, batch.producer) };
+            match p.reserve() {
+                None => batch.err = Some(Errno(libc::ENOSPC)),
+                Some(slot) => {
+                    let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
+                    match send_op {
+                        SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
+                        SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
+                        SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
+                        SendOp::RdmaWriteImm { rkey, addr, imm } => {
+                            wqe::set_rdma(w, rkey, addr);
+                            w.wr.ex.imm_data = imm;
+                        }
+                        SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
+                        SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
+                        _ => {}
                     }
-                    SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
-                    SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
-                    _ => {}
+                    p.commit();
+                    *ssn = ssn.wrapping_add(1);
                 }
-                p.commit();
-                *ssn = ssn.wrapping_add(1);
-            })
+            }
+            batch.producer = p.park();
         }
+        sq.park();
     }
 
     /// The builders whose operands come by pointer or need checks (BIND_MW,
@@ -796,22 +800,23 @@ impl Qp {
             // SAFETY: forwarded contract.
             return unsafe { self.wr_set_other(payload) };
         };
-        // SAFETY: per the contract.
-        unsafe {
-            self.in_batch(|p, _, err| {
-                if err.is_some() {
-                    return;
-                }
-                let Some(slot) = p.last_mut() else {
-                    *err = Some(Errno(libc::EINVAL));
-                    return;
-                };
-                match wqe::check_message_length(length, &self.limits) {
+        // Written out rather than through in_batch, as in wr_build.
+        // SAFETY: per the contract, wr_start parked the lock on this thread.
+        let mut sq = unsafe { self.sq.resume() };
+        let SendQueue { ring, batch, .. } = &mut *sq;
+        if batch.err.is_none() {
+            // SAFETY: we hold the lock; the position is this batch's.
+            let mut p = unsafe { Producer::resume(ring, batch.producer) };
+            match p.last_mut() {
+                None => batch.err = Some(Errno(libc::EINVAL)),
+                Some(slot) => match wqe::check_message_length(length, &self.limits) {
                     Ok(()) => wqe::set_sge(slot, lkey, addr, length),
-                    Err(r) => *err = Some(r.errno()),
-                }
-            })
+                    Err(r) => batch.err = Some(r.errno()),
+                },
+            }
+            batch.producer = p.park();
         }
+        sq.park();
     }
 
     /// The other setters.
