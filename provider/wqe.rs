@@ -687,6 +687,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_opcode_mask_agrees_with_the_documented_checks() {
+        // opcode_allowed is one mask test; opcode_refusal the checks in
+        // order. Every opcode on every transport: allowed exactly when no
+        // check refuses, and each refusal the one the order gives.
+        for qp_type in [ibv_qp_type::IBV_QPT_RC, ibv_qp_type::IBV_QPT_UC, ibv_qp_type::IBV_QPT_UD] {
+            for opcode in (0..70).chain([u32::MAX, 1 << 31, 32, 31]) {
+                let refused = if matches!(opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
+                    Some(Refusal::OnlyThroughWrApi(opcode))
+                } else if !opcode_known(opcode) {
+                    Some(Refusal::UnknownOpcode(opcode))
+                } else if qp_type == ibv_qp_type::IBV_QPT_UD && !matches!(opcode, op::IBV_WR_SEND | op::IBV_WR_SEND_WITH_IMM) {
+                    Some(Refusal::OpcodeNotForTransport { opcode, qp_type })
+                } else {
+                    None
+                };
+                assert_eq!(opcode_allowed(opcode, qp_type), refused.is_none(), "opcode {opcode} on {qp_type}");
+                if let Some(r) = refused {
+                    assert_eq!(opcode_refusal(opcode, qp_type), r);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn closes_librxe_crashes() {
         // Two SGEs of 2 GiB: a u32 sum wraps to 0 and passed the inline check.
         let mut sg = [ibv_sge { addr: 0x1000, length: 0x8000_0000, lkey: 0 }; 2];
