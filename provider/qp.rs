@@ -402,6 +402,7 @@ impl Payload {
     /// # Safety
     /// The pointers follow the verbs API's contract (lists of `count`
     /// entries when non-null, an AH from our create_ah).
+    #[inline(always)]
     unsafe fn apply(self, slot: &mut [u8], lim: &SendLimits) -> Result<()> {
         match self {
             Payload::UdAddr { ah, remote_qpn, remote_qkey } => {
@@ -792,15 +793,10 @@ impl Qp {
     ///
     /// # Safety
     /// As for `in_batch`; the payload's pointers follow the verbs contract.
-    // Inlined into each setter: one SGE, the common case, is set right
-    // here; the lists, inline data and UD address out of line.
+    // Inlined into each setter, so that its payload's match folds away; the
+    // batch written out in place, as in wr_build.
     #[inline(always)]
     pub(crate) unsafe fn wr_set(&self, payload: Payload) {
-        let Payload::Sge { lkey, addr, length } = payload else {
-            // SAFETY: forwarded contract.
-            return unsafe { self.wr_set_other(payload) };
-        };
-        // Written out rather than through in_batch, as in wr_build.
         // SAFETY: per the contract, wr_start parked the lock on this thread.
         let mut sq = unsafe { self.sq.resume() };
         let SendQueue { ring, batch, .. } = &mut *sq;
@@ -809,37 +805,15 @@ impl Qp {
             let mut p = unsafe { Producer::resume(ring, batch.producer) };
             match p.last_mut() {
                 None => batch.err = Some(Errno(libc::EINVAL)),
-                Some(slot) => match wqe::check_message_length(length, &self.limits) {
-                    Ok(()) => wqe::set_sge(slot, lkey, addr, length),
-                    Err(r) => batch.err = Some(r.errno()),
+                // SAFETY: the payload's pointers follow the contract.
+                Some(slot) => match unsafe { payload.apply(slot, &self.limits) } {
+                    Ok(()) => {}
+                    Err(e) => batch.err = Some(e),
                 },
             }
             batch.producer = p.park();
         }
         sq.park();
-    }
-
-    /// The other setters.
-    ///
-    /// # Safety
-    /// As for [`Qp::wr_set`].
-    #[inline(never)]
-    unsafe fn wr_set_other(&self, payload: Payload) {
-        // SAFETY: per the contract.
-        unsafe {
-            self.in_batch(|p, _, err| {
-                if err.is_some() {
-                    return;
-                }
-                let Some(slot) = p.last_mut() else {
-                    *err = Some(Errno(libc::EINVAL));
-                    return;
-                };
-                if let Err(e) = payload.apply(slot, &self.limits) {
-                    *err = Some(e);
-                }
-            })
-        }
     }
 
     /// `ibv_wr_complete`: publishes the batch and rings once, or, if any
