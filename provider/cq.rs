@@ -240,6 +240,24 @@ impl Cq {
     }
 }
 
+/// Publishes entry `cur` of `ring` (the kernel published it and it is not
+/// handed back yet) as the exposed one: its status and wr_id in the
+/// extended CQ, where the application reads them, and for the readers.
+/// Called with the poll lock held.
+#[inline(always)]
+fn expose_entry(cq: &Cq, ring: &Ring, cur: u32) {
+    // SAFETY: the entry was published by the kernel and not yet released.
+    let wc = unsafe { ring.entry::<ib_uverbs_wc>(cur) };
+    let ex = cq.vcq.get();
+    // SAFETY: the caller holds the poll lock, under which alone these fields
+    // are written; the pointers come from the UnsafeCells.
+    unsafe {
+        (*ex).cq_ex.status = wc.status as _;
+        (*ex).cq_ex.wr_id = wc.wr_id;
+        *cq.exposed_wc.get() = wc;
+    }
+}
+
 /// The CQ locked between start_poll and end_poll, with one entry exposed.
 /// C drives this across calls: [`PollGuard::park`] keeps the lock after
 /// each call and [`PollGuard::resume`] picks it up in the next.
@@ -258,35 +276,28 @@ impl<'a> PollGuard<'a> {
     /// Publishes the exposed entry's status and wr_id in the extended CQ,
     /// where the application reads them.
     fn expose(&self) {
-        // SAFETY: the entry was published by the kernel and not yet released.
-        let wc = unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) };
-        let ex = self.cq.vcq.get();
-        // SAFETY: we hold the poll lock, under which alone these fields are
-        // written; the pointers come from the UnsafeCells.
-        unsafe {
-            (*ex).cq_ex.status = wc.status as _;
-            (*ex).cq_ex.wr_id = wc.wr_id;
-            *self.cq.exposed_wc.get() = wc;
-        }
+        expose_entry(self.cq, self.ring(), self.p.cur);
     }
 
     /// `ibv_next_poll`: hands the current entry back, exposes the next one.
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
     pub(crate) fn next(&mut self) -> Result<()> {
-        let (mask, exposed, cur) = (self.ring().mask(), self.p.exposed, self.p.cur);
-        if exposed {
-            let next = next_index(cur, mask);
-            self.p.cur = next;
+        let cq = self.cq;
+        // One look at the ring for the whole call.
+        let Polling { ring, cur, exposed } = &mut *self.p;
+        let ring = ring.as_ref().unwrap_or_else(|_| unreachable!("polling guard without a ring"));
+        if *exposed {
+            *cur = next_index(*cur, ring.mask());
             // Hand the finished entry back right away, as poll_cq does.
-            self.ring().release(next);
+            ring.release(*cur);
         }
-        if self.p.cur == self.ring().producer_index_acquire() {
-            self.p.exposed = false;
+        if *cur == ring.producer_index_acquire() {
+            *exposed = false;
             return Err(Errno(libc::ENOENT));
         }
-        self.p.exposed = true;
-        self.expose();
+        *exposed = true;
+        expose_entry(cq, ring, *cur);
         Ok(())
     }
 
