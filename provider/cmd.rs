@@ -249,11 +249,6 @@ pub(crate) fn write_with<C: WriteCmd, DIn: Plain, DOut: Plain + Default>(
     }
 }
 
-/// Runs a legacy command by write(2) only.
-pub(crate) fn write_syscall<C: WriteCmd>(fd: RawFd, core: C) -> Result<C::Resp> {
-    syscall_write_with::<C, (), ()>(fd, core, ()).map(|(resp, ())| resp)
-}
-
 fn syscall_write_with<C: WriteCmd, DIn, DOut: Default>(
     fd: RawFd,
     mut core: C,

@@ -28,7 +28,8 @@ pub(crate) struct Context {
     front: UnsafeCell<[u64; MAX_CONTEXT_FRONT / 8]>,
     vctx: UnsafeCell<verbs_context>,
     /// Set once write(2) was refused for changed credentials: the send
-    /// doorbell then goes by ioctl (uverbs_ioctl::doorbell).
+    /// doorbell and CQ arming then go by ioctl (uverbs_ioctl::doorbell,
+    /// uverbs_ioctl::req_notify_cq).
     pub(crate) doorbell_via_ioctl: core::sync::atomic::AtomicBool,
     /// What the kernel's rxe can do beyond 6.1's; written before the
     /// context is handed out, read-only after.

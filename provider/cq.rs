@@ -46,6 +46,10 @@ struct Polling {
 pub(crate) struct Cq {
     vcq: UnsafeCell<verbs_cq>,
     polling: SpinLock<Polling>,
+    /// Extended polling: the entry exposed last, for the `ibv_wc_read_*`
+    /// functions, which then need no lock or ring lookup. Written under the
+    /// poll lock; read by the thread holding it.
+    exposed_wc: UnsafeCell<*const ib_uverbs_wc>,
 }
 
 object::boxed_object!(Cq, ibv_cq, vcq);
@@ -60,6 +64,7 @@ impl Cq {
             // SAFETY: all-zero is a valid verbs_cq; libibverbs and the kernel fill it.
             vcq: UnsafeCell::new(unsafe { core::mem::zeroed() }),
             polling: SpinLock::new(Polling { ring: Err(Errno(libc::ENXIO)), cur: 0, exposed: false }),
+            exposed_wc: UnsafeCell::new(ptr::null()),
         })
     }
 
@@ -195,6 +200,8 @@ impl Cq {
 
     /// `ibv_poll_cq`: moves up to `out.len()` completions into `out`.
     /// Returns how many, or the error that took the ring away.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) fn poll(&self, out: &mut [MaybeUninit<ibv_wc>]) -> Result<usize> {
         let p = self.polling.lock();
         let ring = p.ring.as_ref().map_err(|&e| e)?;
@@ -216,6 +223,8 @@ impl Cq {
 
     /// `ibv_start_poll`: on success the CQ stays locked until the guard is
     /// ended (dropped), through however many C calls that takes.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) fn start_poll(&self) -> Result<PollGuard<'_>> {
         let mut p = self.polling.lock();
         let ring = p.ring.as_ref().map_err(|&e| e)?;
@@ -228,6 +237,24 @@ impl Cq {
         let guard = PollGuard { cq: self, p };
         guard.expose();
         Ok(guard)
+    }
+}
+
+/// Publishes entry `cur` of `ring` (the kernel published it and it is not
+/// handed back yet) as the exposed one: its status and wr_id in the
+/// extended CQ, where the application reads them, and for the readers.
+/// Called with the poll lock held.
+#[inline(always)]
+fn expose_entry(cq: &Cq, ring: &Ring, cur: u32) {
+    // SAFETY: the entry was published by the kernel and not yet released.
+    let wc = unsafe { ring.entry::<ib_uverbs_wc>(cur) };
+    let ex = cq.vcq.get();
+    // SAFETY: the caller holds the poll lock, under which alone these fields
+    // are written; the pointers come from the UnsafeCells.
+    unsafe {
+        (*ex).cq_ex.status = wc.status as _;
+        (*ex).cq_ex.wr_id = wc.wr_id;
+        *cq.exposed_wc.get() = wc;
     }
 }
 
@@ -249,40 +276,52 @@ impl<'a> PollGuard<'a> {
     /// Publishes the exposed entry's status and wr_id in the extended CQ,
     /// where the application reads them.
     fn expose(&self) {
-        // SAFETY: the entry was published by the kernel and not yet released.
-        let wc = unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) };
-        let ex = self.cq.vcq.get();
-        // SAFETY: we hold the poll lock, under which alone these fields are
-        // written; the pointer comes from the UnsafeCell.
-        unsafe {
-            (*ex).cq_ex.status = wc.status as _;
-            (*ex).cq_ex.wr_id = wc.wr_id;
-        }
+        expose_entry(self.cq, self.ring(), self.p.cur);
     }
 
     /// `ibv_next_poll`: hands the current entry back, exposes the next one.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) fn next(&mut self) -> Result<()> {
-        let (mask, exposed, cur) = (self.ring().mask(), self.p.exposed, self.p.cur);
-        if exposed {
-            let next = next_index(cur, mask);
-            self.p.cur = next;
+        let cq = self.cq;
+        // One look at the ring for the whole call.
+        let Polling { ring, cur, exposed } = &mut *self.p;
+        let ring = ring.as_ref().unwrap_or_else(|_| unreachable!("polling guard without a ring"));
+        if *exposed {
+            *cur = next_index(*cur, ring.mask());
             // Hand the finished entry back right away, as poll_cq does.
-            self.ring().release(next);
+            ring.release(*cur);
         }
-        if self.p.cur == self.ring().producer_index_acquire() {
-            self.p.exposed = false;
+        if *cur == ring.producer_index_acquire() {
+            *exposed = false;
             return Err(Errno(libc::ENOENT));
         }
-        self.p.exposed = true;
-        self.expose();
+        *exposed = true;
+        expose_entry(cq, ring, *cur);
         Ok(())
     }
 
-    /// The exposed entry, for the `ibv_wc_read_*` functions.
+    /// The exposed entry, as the ring holds it (tests compare it with
+    /// [`PollGuard::exposed`]).
+    #[cfg(test)]
     pub(crate) fn current(&self) -> &ib_uverbs_wc {
         // SAFETY: as in expose(); after next() ran out this is the slot at
         // the producer index, which reads as stale but valid integers.
         unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) }
+    }
+
+    /// The entry exposed last, for the `ibv_wc_read_*` functions, without
+    /// resuming the guard.
+    ///
+    /// # Safety
+    /// Between a successful start_poll on `cq` and its end_poll, on the
+    /// thread that polls (the verbs API's contract for the readers).
+    pub(crate) unsafe fn exposed(cq: &'a Cq) -> &'a ib_uverbs_wc {
+        // SAFETY: per the contract, start_poll exposed an entry (the pointer
+        // is set) and the ring stays mapped while the poll lock is held.
+        // After next_poll ran out it is the last entry, handed back: stale
+        // but valid integers, as librxe reads there too.
+        unsafe { &**cq.exposed_wc.get() }
     }
 
     /// Keeps the CQ locked past this call.
@@ -369,6 +408,11 @@ mod tests {
         let mut g = unsafe { PollGuard::resume(&cq) };
         g.next().unwrap();
         assert_eq!(ex(), (2, 5));
+        // The readers' view follows the exposed entry.
+        // SAFETY: between start_poll and end_poll on this thread.
+        let seen = unsafe { PollGuard::exposed(&cq) };
+        assert_eq!((seen.wr_id, seen.status), (2, 5));
+        assert!(core::ptr::eq(seen, g.current()));
         g.next().unwrap();
         assert_eq!(g.next(), Err(Errno(libc::ENOENT)));
         drop(g);

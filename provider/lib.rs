@@ -45,6 +45,8 @@ mod wqe;
 #[cfg(test)]
 mod datapath_tests;
 #[cfg(test)]
+mod icount_tests;
+#[cfg(test)]
 mod wqe_props;
 
 /// Registers the provider with libibverbs when it dlopens us, as

@@ -29,6 +29,7 @@
 //!   line counting them. A caller retrying in a tight loop costs a hash and a
 //!   few atomic operations per dropped line.
 
+#[cfg(any(debug_assertions, test))]
 use core::cell::Cell;
 use core::ffi::{c_char, c_int, CStr};
 use core::fmt;
@@ -52,32 +53,41 @@ const PREFIX: &str = "rxe_rs: ";
 // ---------------------------------------------------------------------------
 // Queue-lock depth: logging while a queue spin lock is held stalls every other
 // thread spinning on it for the length of a write(2). The lock guards count
-// here so debug builds catch it.
+// here so debug builds catch it. Release builds count nothing: in a shared
+// library each thread-local access is a call to __tls_get_addr, two per lock
+// on every post and poll, for a check only debug builds make.
 
+#[cfg(debug_assertions)]
 thread_local! {
     static QUEUE_LOCKS: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Called by a queue lock guard after taking the lock.
-#[inline]
+#[inline(always)]
 pub(crate) fn enter_queue_lock() {
     // try_with: never panic, even while the thread's locals are torn down.
+    #[cfg(debug_assertions)]
     let _ = QUEUE_LOCKS.try_with(|d| d.set(d.get().wrapping_add(1)));
 }
 
 /// Called by a queue lock guard after releasing the lock.
-#[inline]
+#[inline(always)]
 pub(crate) fn leave_queue_lock() {
+    #[cfg(debug_assertions)]
     let _ = QUEUE_LOCKS.try_with(|d| {
         debug_assert!(d.get() > 0, "leave_queue_lock without enter_queue_lock");
         d.set(d.get().saturating_sub(1));
     });
 }
 
-/// How many queue locks this thread holds (as reported by the guards).
+/// How many queue locks this thread holds (as reported by the guards; 0 in
+/// release builds, which do not count).
 #[inline]
 pub(crate) fn queue_lock_depth() -> u32 {
-    QUEUE_LOCKS.try_with(Cell::get).unwrap_or(0)
+    #[cfg(debug_assertions)]
+    return QUEUE_LOCKS.try_with(Cell::get).unwrap_or(0);
+    #[cfg(not(debug_assertions))]
+    0
 }
 
 // ---------------------------------------------------------------------------
@@ -997,6 +1007,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(debug_assertions)]
     fn queue_lock_depth_counts() {
         assert_eq!(queue_lock_depth(), 0);
         enter_queue_lock();

@@ -402,6 +402,7 @@ impl Payload {
     /// # Safety
     /// The pointers follow the verbs API's contract (lists of `count`
     /// entries when non-null, an AH from our create_ah).
+    #[inline(always)]
     unsafe fn apply(self, slot: &mut [u8], lim: &SendLimits) -> Result<()> {
         match self {
             Payload::UdAddr { ah, remote_qpn, remote_qkey } => {
@@ -455,6 +456,7 @@ impl Qp {
     }
 
     /// Tells the kernel new send WQEs are waiting: a POST_SEND with no WRs.
+    #[inline(always)]
     fn doorbell(&self) -> Result<()> {
         let ctx = self.context();
         crate::uverbs_ioctl::doorbell(ctx.cmd_fd(), self.handle(), &ctx.doorbell_via_ioctl).inspect_err(|e| {
@@ -467,6 +469,8 @@ impl Qp {
     ///
     /// # Safety
     /// `wr` is the application's valid WR list (the verbs API's contract).
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn post_send(&self, wr: *mut ibv_send_wr) -> core::result::Result<(), PostError<ibv_send_wr>> {
         if wr.is_null() {
             return Err(PostError { errno: Errno(libc::EINVAL), bad: ptr::null_mut() });
@@ -505,6 +509,7 @@ impl Qp {
     ///
     /// # Safety
     /// As for [`Qp::post_send`].
+    #[inline(always)]
     unsafe fn fill(&self, producer: &mut Producer<'_>, slots: u32, ssn: &mut u32, mut wr: *mut ibv_send_wr) -> Option<(Refusal, *mut ibv_send_wr)> {
         while !wr.is_null() {
             // SAFETY: a valid WR per the contract.
@@ -542,6 +547,8 @@ impl Qp {
     ///
     /// # Safety
     /// `wr` is the application's valid WR list.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn post_recv(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
         let Some(rq) = self.rq.as_ref() else {
             self.log_refusal("post_recv", None, Refusal::RecvThroughSrq);
@@ -617,6 +624,8 @@ impl Qp {
     /// # Safety
     /// This thread must end the batch with [`Qp::wr_complete`] or
     /// [`Qp::wr_abort`] before it posts to this QP's send queue otherwise.
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn wr_start(&self) {
         let mut sq = self.sq.lock();
         // SAFETY: the lock makes us the only producer; parked until the batch ends.
@@ -629,6 +638,7 @@ impl Qp {
     ///
     /// # Safety
     /// Between [`Qp::wr_start`] and the batch's end, on the same thread.
+    #[inline(always)]
     unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Option<Errno>) -> R) -> R {
         // SAFETY: per the contract, wr_start parked the lock on this thread.
         let mut sq = unsafe { self.sq.resume() };
@@ -645,7 +655,56 @@ impl Qp {
     ///
     /// # Safety
     /// As for `in_batch`; a BindMw's pointers follow the verbs contract.
+    // Inlined into each builder: its opcode's matches fold away, and the
+    // opcodes with operands to read and check go out of line.
+    #[inline(always)]
     pub(crate) unsafe fn wr_build(&self, send_op: SendOp) {
+        if matches!(send_op, SendOp::BindMw { .. } | SendOp::AtomicWrite { .. } | SendOp::Flush { .. }) {
+            // SAFETY: forwarded contract.
+            return unsafe { self.wr_build_checked(send_op) };
+        }
+        // SAFETY: the application sets these fields before each builder; we read them.
+        let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
+        // Written out rather than through in_batch: its closure, shared by
+        // every builder, is not inlined, and the call costs more than the work.
+        // SAFETY: per the contract, wr_start parked the lock on this thread.
+        let mut sq = unsafe { self.sq.resume() };
+        let SendQueue { ring, ssn, batch } = &mut *sq;
+        if batch.err.is_none() {
+            // SAFETY: we hold the lock; the position is this batch's.
+            let mut p = unsafe { Producer::resume(ring, batch.producer) };
+            match p.reserve() {
+                None => batch.err = Some(Errno(libc::ENOSPC)),
+                Some(slot) => {
+                    let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
+                    match send_op {
+                        SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
+                        SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
+                        SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
+                        SendOp::RdmaWriteImm { rkey, addr, imm } => {
+                            wqe::set_rdma(w, rkey, addr);
+                            w.wr.ex.imm_data = imm;
+                        }
+                        SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
+                        SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
+                        _ => {}
+                    }
+                    p.commit();
+                    *ssn = ssn.wrapping_add(1);
+                }
+            }
+            batch.producer = p.park();
+        }
+        sq.park();
+    }
+
+    /// The builders whose operands come by pointer or need checks (BIND_MW,
+    /// ATOMIC WRITE, FLUSH); any opcode is built right here too.
+    ///
+    /// # Safety
+    /// As for [`Qp::wr_build`].
+    #[inline(never)]
+    unsafe fn wr_build_checked(&self, send_op: SendOp) {
         // SAFETY: the application sets these fields before each builder; we read them.
         let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
         let bind = match send_op {
@@ -734,22 +793,27 @@ impl Qp {
     ///
     /// # Safety
     /// As for `in_batch`; the payload's pointers follow the verbs contract.
+    // Inlined into each setter, so that its payload's match folds away; the
+    // batch written out in place, as in wr_build.
+    #[inline(always)]
     pub(crate) unsafe fn wr_set(&self, payload: Payload) {
-        // SAFETY: per the contract.
-        unsafe {
-            self.in_batch(|p, _, err| {
-                if err.is_some() {
-                    return;
-                }
-                let Some(slot) = p.last_mut() else {
-                    *err = Some(Errno(libc::EINVAL));
-                    return;
-                };
-                if let Err(e) = payload.apply(slot, &self.limits) {
-                    *err = Some(e);
-                }
-            })
+        // SAFETY: per the contract, wr_start parked the lock on this thread.
+        let mut sq = unsafe { self.sq.resume() };
+        let SendQueue { ring, batch, .. } = &mut *sq;
+        if batch.err.is_none() {
+            // SAFETY: we hold the lock; the position is this batch's.
+            let mut p = unsafe { Producer::resume(ring, batch.producer) };
+            match p.last_mut() {
+                None => batch.err = Some(Errno(libc::EINVAL)),
+                // SAFETY: the payload's pointers follow the contract.
+                Some(slot) => match unsafe { payload.apply(slot, &self.limits) } {
+                    Ok(()) => {}
+                    Err(e) => batch.err = Some(e),
+                },
+            }
+            batch.producer = p.park();
         }
+        sq.park();
     }
 
     /// `ibv_wr_complete`: publishes the batch and rings once, or, if any
@@ -757,6 +821,8 @@ impl Qp {
     ///
     /// # Safety
     /// Ends a batch this thread started with [`Qp::wr_start`].
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn wr_complete(&self) -> Result<()> {
         let (err, posted) = {
             // SAFETY: per the contract.

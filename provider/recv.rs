@@ -17,6 +17,8 @@ impl RecvQueue {
     ///
     /// # Safety
     /// `wr` is a list of valid receive WRs (the verbs API's contract).
+    // Inlined into its extern "C" entry: one call layer less on the hot path.
+    #[inline(always)]
     pub(crate) unsafe fn post(&mut self, mut wr: *mut ibv_recv_wr) -> Result<(), (Refusal, *mut ibv_recv_wr)> {
         let slots = self.ring.mask();
         // SAFETY: &mut self is the lock holder's exclusive access, so we are

@@ -43,7 +43,8 @@
 use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use core::marker::PhantomData;
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::os::fd::RawFd;
 
@@ -75,6 +76,8 @@ unsafe impl Plain for u32 {}
 unsafe impl Plain for u64 {}
 // SAFETY: uapi struct: the legacy port answer (integers only), a u16 and 6 reserved bytes.
 unsafe impl Plain for ib_uverbs_query_port_resp_ex {}
+// SAFETY: uapi struct: two u32s.
+unsafe impl Plain for ib_uverbs_req_notify_cq {}
 
 /// The bytes of `v`.
 pub(crate) fn as_bytes<T: Plain>(v: &T) -> &[u8] {
@@ -432,16 +435,108 @@ fn doorbell_request(qp_handle: u32) -> ib_uverbs_post_send {
 /// this and every later doorbell of the context go through INVOKE_WRITE,
 /// which the kernel does not refuse for that. On a kernel without it the
 /// EACCES stands.
+#[inline(always)]
 pub(crate) fn doorbell(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool) -> Result<()> {
     if !via_ioctl.load(Ordering::Relaxed) {
-        match cmd::write_syscall(fd, doorbell_request(qp_handle)) {
-            Err(Errno(libc::EACCES)) => via_ioctl.store(true, Ordering::Relaxed),
-            other => return other.map(drop),
+        // The hot path, as lean as librxe's: one request on the stack, one
+        // write(2). Errors and the switch to ioctl are out of line.
+        let mut resp = MaybeUninit::<ib_uverbs_post_send_resp>::uninit();
+        let req = DoorbellWrite {
+            hdr: ib_uverbs_cmd_hdr {
+                command: w::IB_USER_VERBS_CMD_POST_SEND,
+                in_words: (size_of::<DoorbellWrite>() / 4) as u16,
+                out_words: (size_of::<ib_uverbs_post_send_resp>() / 4) as u16,
+            },
+            core: ib_uverbs_post_send { response: resp.as_mut_ptr() as u64, ..doorbell_request(qp_handle) },
+        };
+        // SAFETY: a plain request on our stack; the kernel writes its
+        // response into `resp`, which outlives the call and is never read.
+        let n = unsafe { libc::write(fd, ptr::addr_of!(req).cast(), size_of::<DoorbellWrite>()) };
+        if n == size_of::<DoorbellWrite>() as isize {
+            return Ok(());
         }
+        return doorbell_write_failed(fd, qp_handle, via_ioctl, n);
     }
+    doorbell_ioctl(fd, qp_handle)
+}
+
+/// A legacy POST_SEND as write(2) takes it: header, then the request.
+#[repr(C)]
+struct DoorbellWrite {
+    hdr: ib_uverbs_cmd_hdr,
+    core: ib_uverbs_post_send,
+}
+
+/// What a doorbell write(2) that did not take means: EACCES switches the
+/// context to INVOKE_WRITE (and rings that way), other errors are returned,
+/// a short write is EIO (the kernel consumes a command whole or not at all).
+#[cold]
+#[inline(never)]
+fn doorbell_write_failed(fd: RawFd, qp_handle: u32, via_ioctl: &AtomicBool, n: isize) -> Result<()> {
+    if n >= 0 {
+        return Err(Errno(libc::EIO));
+    }
+    match Errno::last() {
+        Errno(libc::EACCES) => {
+            via_ioctl.store(true, Ordering::Relaxed);
+            doorbell_ioctl(fd, qp_handle)
+        }
+        e => Err(e),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn doorbell_ioctl(fd: RawFd, qp_handle: u32) -> Result<()> {
     let req = doorbell_request(qp_handle);
     let mut resp = ib_uverbs_post_send_resp::default();
     match invoke_write(fd, w::IB_USER_VERBS_CMD_POST_SEND, as_bytes(&req), as_bytes_mut(&mut resp), &[], &mut []) {
+        Err(e) if falls_back(e) => Err(Errno(libc::EACCES)),
+        other => other,
+    }
+}
+
+/// Arms CQ `cq_handle` (REQ_NOTIFY_CQ) on context fd `fd`, as the doorbell
+/// goes: write(2), or INVOKE_WRITE once write(2) was refused with EACCES.
+/// Marshaled here rather than by libibverbs' `ibv_cmd_req_notify_cq` (the
+/// same request) so that arming costs one system call and little else.
+pub(crate) fn req_notify_cq(fd: RawFd, cq_handle: u32, solicited_only: bool, via_ioctl: &AtomicBool) -> Result<()> {
+    let core = ib_uverbs_req_notify_cq { cq_handle, solicited_only: solicited_only as u32 };
+    if !via_ioctl.load(Ordering::Relaxed) {
+        let req = NotifyWrite {
+            hdr: ib_uverbs_cmd_hdr {
+                command: w::IB_USER_VERBS_CMD_REQ_NOTIFY_CQ,
+                in_words: (size_of::<NotifyWrite>() / 4) as u16,
+                out_words: 0,
+            },
+            core,
+        };
+        // SAFETY: a plain request on our stack; the command has no response.
+        let n = unsafe { libc::write(fd, ptr::addr_of!(req).cast(), size_of::<NotifyWrite>()) };
+        if n == size_of::<NotifyWrite>() as isize {
+            return Ok(());
+        }
+        if n >= 0 {
+            return Err(Errno(libc::EIO));
+        }
+        match Errno::last() {
+            Errno(libc::EACCES) => via_ioctl.store(true, Ordering::Relaxed),
+            e => return Err(e),
+        }
+    }
+    req_notify_cq_ioctl(fd, core)
+}
+
+#[repr(C)]
+struct NotifyWrite {
+    hdr: ib_uverbs_cmd_hdr,
+    core: ib_uverbs_req_notify_cq,
+}
+
+#[cold]
+#[inline(never)]
+fn req_notify_cq_ioctl(fd: RawFd, core: ib_uverbs_req_notify_cq) -> Result<()> {
+    match invoke_write(fd, w::IB_USER_VERBS_CMD_REQ_NOTIFY_CQ, as_bytes(&core), &mut [], &[], &mut []) {
         Err(e) if falls_back(e) => Err(Errno(libc::EACCES)),
         other => other,
     }
@@ -604,6 +699,74 @@ mod tests {
         let via_ioctl = AtomicBool::new(false);
         assert_eq!(doorbell(fd, 3, &via_ioctl), Ok(()));
         assert!(!via_ioctl.load(Ordering::Relaxed));
+    }
+
+    /// A pipe standing in for the command fd: (read end, write end).
+    fn pipe() -> (RawFd, RawFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two fds into our array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) }, 0);
+        (fds[0], fds[1])
+    }
+
+    fn read_all(fd: RawFd) -> Vec<u8> {
+        let mut buf = [0u8; 256];
+        // SAFETY: reading into our own buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        buf[..n.max(0) as usize].to_vec()
+    }
+
+    fn word(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn the_fast_doorbell_writes_one_whole_post_send() {
+        let (r, w) = pipe();
+        let via_ioctl = AtomicBool::new(false);
+        doorbell(w, 0x42, &via_ioctl).unwrap();
+        let b = read_all(r);
+        assert_eq!(b.len(), 32);
+        // Header: command, in_words, out_words (the 4-byte response).
+        assert_eq!(word(&b, 0), w::IB_USER_VERBS_CMD_POST_SEND);
+        assert_eq!((u16::from_ne_bytes([b[4], b[5]]), u16::from_ne_bytes([b[6], b[7]])), (8, 1));
+        assert_ne!(u64::from_ne_bytes(b[8..16].try_into().unwrap()), 0, "a response address");
+        assert_eq!((word(&b, 16), word(&b, 20), word(&b, 24), word(&b, 28)), (0x42, 0, 0, size_of::<ibv_send_wr>() as u32));
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+    }
+
+    #[test]
+    fn doorbell_and_arming_errors_are_returned_and_keep_write() {
+        let via_ioctl = AtomicBool::new(false);
+        assert_eq!(doorbell(-1, 1, &via_ioctl), Err(Errno(libc::EBADF)));
+        assert_eq!(req_notify_cq(-1, 1, false, &via_ioctl), Err(Errno(libc::EBADF)));
+        assert!(!via_ioctl.load(Ordering::Relaxed), "only EACCES switches to ioctl");
+    }
+
+    #[test]
+    fn arming_a_cq_writes_req_notify_cq() {
+        let (r, w) = pipe();
+        let via_ioctl = AtomicBool::new(false);
+        req_notify_cq(w, 7, true, &via_ioctl).unwrap();
+        req_notify_cq(w, 8, false, &via_ioctl).unwrap();
+        let b = read_all(r);
+        assert_eq!(b.len(), 32);
+        for (i, (handle, solicited)) in [(7, 1), (8, 0)].into_iter().enumerate() {
+            let c = &b[i * 16..i * 16 + 16];
+            assert_eq!(word(c, 0), w::IB_USER_VERBS_CMD_REQ_NOTIFY_CQ);
+            // 16 bytes in, no response: as libibverbs' ibv_cmd_req_notify_cq.
+            assert_eq!((u16::from_ne_bytes([c[4], c[5]]), u16::from_ne_bytes([c[6], c[7]])), (4, 0));
+            assert_eq!((word(c, 8), word(c, 12)), (handle, solicited));
+        }
+        // SAFETY: our fds.
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
     }
 
     #[test]

@@ -254,25 +254,73 @@ pub(crate) struct CheckedSend<'a> {
 /// # Safety
 /// The WR's pointers (sg_list; for BIND_MW the window and MR) follow the
 /// verbs API's contract.
+#[inline(always)]
 pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Result<CheckedSend<'a>, Refusal> {
     // SAFETY: per the contract.
     let sges = unsafe { sge_list(wr.sg_list, wr.num_sge, lim.max_sge) }?;
-    if matches!(wr.opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
-        return Err(Refusal::OnlyThroughWrApi(wr.opcode));
+    // One test for the opcode on the hot path; which refusal it is, out of line.
+    if !opcode_allowed(wr.opcode, lim.qp_type) {
+        return Err(opcode_refusal(wr.opcode, lim.qp_type));
     }
-    if !opcode_known(wr.opcode) {
-        return Err(Refusal::UnknownOpcode(wr.opcode));
-    }
-    if lim.qp_type == ibv_qp_type::IBV_QPT_UD && !matches!(wr.opcode, op::IBV_WR_SEND | op::IBV_WR_SEND_WITH_IMM) {
-        return Err(Refusal::OpcodeNotForTransport { opcode: wr.opcode, qp_type: lim.qp_type });
-    }
-    let total: u64 = sges.iter().map(|s| s.length as u64).sum();
+    let total: u64 = match sges {
+        [one] => one.length as u64,
+        _ => sges.iter().map(|s| s.length as u64).sum(),
+    };
     let inline = wr.send_flags & ibv_send_flags::IBV_SEND_INLINE != 0;
     if inline && total > lim.max_inline as u64 {
         return Err(Refusal::InlineTooLong { length: total, max: lim.max_inline });
     }
     let length = u32::try_from(total).map_err(|_| Refusal::LengthOverflow)?;
     check_message_length(length, lim)?;
+    let mut bind = None;
+    if wr.opcode >= op::IBV_WR_ATOMIC_CMP_AND_SWP {
+        // The rarer opcodes' checks, kept off the path of sends and RDMA.
+        // SAFETY: per the contract.
+        bind = unsafe { check_send_rare(wr, lim, length) }?;
+    }
+    Ok(CheckedSend { sges, length, inline, bind })
+}
+
+/// Opcodes `ibv_post_send` takes on each transport, as bit masks.
+const KNOWN_OPS: u32 = (1 << op::IBV_WR_RDMA_WRITE)
+    | (1 << op::IBV_WR_RDMA_WRITE_WITH_IMM)
+    | (1 << op::IBV_WR_SEND)
+    | (1 << op::IBV_WR_SEND_WITH_IMM)
+    | (1 << op::IBV_WR_RDMA_READ)
+    | (1 << op::IBV_WR_ATOMIC_CMP_AND_SWP)
+    | (1 << op::IBV_WR_ATOMIC_FETCH_AND_ADD)
+    | (1 << op::IBV_WR_LOCAL_INV)
+    | (1 << op::IBV_WR_BIND_MW)
+    | (1 << op::IBV_WR_SEND_WITH_INV);
+const UD_OPS: u32 = (1 << op::IBV_WR_SEND) | (1 << op::IBV_WR_SEND_WITH_IMM);
+
+/// Whether `ibv_post_send` accepts `opcode` on a QP of `qp_type`: exactly
+/// when [`opcode_refusal`]'s checks all pass.
+#[inline(always)]
+fn opcode_allowed(opcode: u32, qp_type: u32) -> bool {
+    let allowed = if qp_type == ibv_qp_type::IBV_QPT_UD { UD_OPS } else { KNOWN_OPS };
+    opcode < 32 && allowed & (1 << opcode) != 0
+}
+
+/// Why `opcode` is refused on `qp_type`, in the order the checks are documented.
+#[cold]
+#[inline(never)]
+fn opcode_refusal(opcode: u32, qp_type: u32) -> Refusal {
+    if matches!(opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
+        return Refusal::OnlyThroughWrApi(opcode);
+    }
+    if !opcode_known(opcode) {
+        return Refusal::UnknownOpcode(opcode);
+    }
+    Refusal::OpcodeNotForTransport { opcode, qp_type }
+}
+
+/// The checks of atomics and BIND_MW (opcodes from CMP_AND_SWP up).
+///
+/// # Safety
+/// As for [`check_send`].
+#[inline(never)]
+unsafe fn check_send_rare(wr: &ibv_send_wr, lim: &SendLimits, length: u32) -> Result<Option<MwBind>, Refusal> {
     if is_atomic(wr.opcode) {
         // SAFETY: reading the atomic arm of the union the opcode selects (plain integers).
         let remote = unsafe { wr.wr.atomic.remote_addr };
@@ -280,7 +328,6 @@ pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Re
             return Err(Refusal::AtomicMisaligned { length, remote });
         }
     }
-    let mut bind = None;
     if wr.opcode == op::IBV_WR_BIND_MW {
         // SAFETY: imm_data shares its union with invalidate_rkey; any bits are valid.
         let imm = unsafe { wr.__bindgen_anon_1.imm_data };
@@ -293,9 +340,9 @@ pub(crate) unsafe fn check_send<'a>(wr: &'a ibv_send_wr, lim: &SendLimits) -> Re
         // SAFETY: the bind arm of the union the opcode selects; pointers per the contract.
         let b = unsafe { &wr.__bindgen_anon_2.bind_mw };
         // SAFETY: per the contract.
-        bind = Some(unsafe { MwBind::from_verbs(b.mw, b.rkey, &b.bind_info) }?);
+        return Ok(Some(unsafe { MwBind::from_verbs(b.mw, b.rkey, &b.bind_info) }?));
     }
-    Ok(CheckedSend { sges, length, inline, bind })
+    Ok(None)
 }
 
 /// A message longer than the port's limit: 6.1's rxe would even execute some
@@ -395,11 +442,23 @@ fn sge_bytes(sges: &[ibv_sge]) -> &[u8] {
     unsafe { core::slice::from_raw_parts(sges.as_ptr().cast::<u8>(), core::mem::size_of_val(sges)) }
 }
 
+/// One SGE at the start of `payload`: the common case, as two 8-byte
+/// stores (a copy_from_slice here ends up a memcpy call, the lengths of the
+/// other cases merged in).
+#[inline(always)]
+fn put_sge(payload: &mut [u8], sge: &ibv_sge) {
+    let dst = &mut payload[..SGE];
+    // SAFETY: `dst` holds SGE (16) bytes, checked by the slicing above;
+    // ibv_sge is plain integers and the store is unaligned-safe.
+    unsafe { dst.as_mut_ptr().cast::<ibv_sge>().write_unaligned(*sge) };
+}
+
 /// Fills a send slot from a checked WR.
 ///
 /// # Safety
 /// For inline WRs, each SGE's `addr` must point to `length` readable bytes
 /// (the verbs API's contract for IBV_SEND_INLINE).
+#[inline(always)]
 pub(crate) unsafe fn write_send(slot: &mut [u8], wr: &ibv_send_wr, c: &CheckedSend<'_>, ud: Option<UdAddress>, ssn: u32) {
     let w = start_send(slot, wr.wr_id, wr.opcode, wr.send_flags, ssn);
     // SAFETY (union reads below): each reads the arm the opcode selects; all are plain integers.
@@ -443,6 +502,8 @@ pub(crate) unsafe fn write_send(slot: &mut [u8], wr: &ibv_send_wr, c: &CheckedSe
             payload[at..at + len].copy_from_slice(src);
             at += len;
         }
+    } else if let [one] = c.sges {
+        put_sge(payload, one);
     } else {
         let bytes = sge_bytes(c.sges);
         payload[..bytes.len()].copy_from_slice(bytes);
@@ -496,12 +557,19 @@ pub(crate) unsafe fn set_inline(slot: &mut [u8], bufs: &[ibv_data_buf], lim: &Se
 
 /// Fills a receive slot. The total length wraps as in librxe: the kernel
 /// places data by the SGEs themselves.
+#[inline(always)]
 pub(crate) fn write_recv(slot: &mut [u8], wr_id: u64, sges: &[ibv_sge]) {
     assert!(slot.len() >= RECV_HEADER && slot.as_ptr() as usize % align_of::<rxe_recv_wqe>() == 0);
     slot[..RECV_HEADER].fill(0);
-    let bytes = sge_bytes(sges);
-    slot[RECV_HEADER..RECV_HEADER + bytes.len()].copy_from_slice(bytes);
-    let length = sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length));
+    let length = if let [one] = sges {
+        // Fixed-size stores rather than a memcpy call.
+        slot[RECV_HEADER..RECV_HEADER + SGE].copy_from_slice(sge_bytes(core::slice::from_ref(one)));
+        one.length
+    } else {
+        let bytes = sge_bytes(sges);
+        slot[RECV_HEADER..RECV_HEADER + bytes.len()].copy_from_slice(bytes);
+        sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length))
+    };
     // SAFETY: long and aligned enough (checked above); integers only.
     let w = unsafe { &mut *slot.as_mut_ptr().cast::<rxe_recv_wqe>() };
     w.wr_id = wr_id;
@@ -616,6 +684,30 @@ pub(crate) mod tests {
 
         let w = wr(op::IBV_WR_BIND_MW, &mut []);
         assert!(check(&w, ibv_qp_type::IBV_QPT_UD).is_err());
+    }
+
+    #[test]
+    fn the_opcode_mask_agrees_with_the_documented_checks() {
+        // opcode_allowed is one mask test; opcode_refusal the checks in
+        // order. Every opcode on every transport: allowed exactly when no
+        // check refuses, and each refusal the one the order gives.
+        for qp_type in [ibv_qp_type::IBV_QPT_RC, ibv_qp_type::IBV_QPT_UC, ibv_qp_type::IBV_QPT_UD] {
+            for opcode in (0..70).chain([u32::MAX, 1 << 31, 32, 31]) {
+                let refused = if matches!(opcode, newer_kernels::WR_FLUSH | newer_kernels::WR_ATOMIC_WRITE) {
+                    Some(Refusal::OnlyThroughWrApi(opcode))
+                } else if !opcode_known(opcode) {
+                    Some(Refusal::UnknownOpcode(opcode))
+                } else if qp_type == ibv_qp_type::IBV_QPT_UD && !matches!(opcode, op::IBV_WR_SEND | op::IBV_WR_SEND_WITH_IMM) {
+                    Some(Refusal::OpcodeNotForTransport { opcode, qp_type })
+                } else {
+                    None
+                };
+                assert_eq!(opcode_allowed(opcode, qp_type), refused.is_none(), "opcode {opcode} on {qp_type}");
+                if let Some(r) = refused {
+                    assert_eq!(opcode_refusal(opcode, qp_type), r);
+                }
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ pkgs=(
 	qemu-system-x86 linux-image-amd64 kmod cpio busybox-static iproute2 util-linux
 	rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest python3-pyverbs
 	python3-pip
-	# memory checking of the provider in the VM (tests/guest/load.sh)
+	# valgrind in the VM: memory checking of the provider (tests/guest/load.sh)
+	# and the bench's instruction counts (tests/bench/run.sh)
 	valgrind
 	# packaging (scripts/package.sh): installed here, before the package
 	# tests snapshot the host, so that they find it as they leave it

@@ -19,7 +19,7 @@ use crate::srq::{self, Srq};
 use crate::wqe::PostError;
 use crate::{ah, ah::Ah};
 use core::ffi::{c_int, c_uint, c_void};
-use core::mem::{ManuallyDrop, MaybeUninit};
+use core::mem::MaybeUninit;
 
 use ibv_create_cq_wc_flags as wcf;
 use ibv_qp_create_send_ops_flags as ops;
@@ -140,9 +140,11 @@ unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_i
 }
 
 unsafe extern "C" fn req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int {
-    // Arming a CQ is one plain command with no provider part.
-    // SAFETY: cq is ours and live.
-    no_unwind("req_notify_cq", libc::EIO, || unsafe { ibv_cmd_req_notify_cq(cq, solicited_only) })
+    no_unwind("req_notify_cq", libc::EIO, || {
+        // SAFETY: cq is ours and live; its context is ours.
+        let (ctx, handle) = unsafe { (Context::from_raw((*cq).context), (*cq).handle) };
+        ret_int(crate::uverbs_ioctl::req_notify_cq(ctx.cmd_fd(), handle, solicited_only != 0, &ctx.doorbell_via_ioctl))
+    })
 }
 
 unsafe extern "C" fn resize_cq(cq: *mut ibv_cq, cqe: c_int) -> c_int {
@@ -189,9 +191,8 @@ macro_rules! cq_reader {
         unsafe extern "C" fn $name(cq: *mut ibv_cq_ex) -> $ty {
             no_unwind(stringify!($name), Default::default(), || {
                 // SAFETY: readers run between a successful start_poll and
-                // end_poll; the guard stays parked (never dropped here).
-                let guard = ManuallyDrop::new(unsafe { PollGuard::resume(Cq::from_raw(cq.cast())) });
-                let $wc = guard.current();
+                // end_poll, on the polling thread.
+                let $wc = unsafe { PollGuard::exposed(Cq::from_raw(cq.cast())) };
                 $value
             })
         }

@@ -1,9 +1,12 @@
 #!/bin/bash
 # Runs inside the VM: the same benchmarks through the stock librxe and ours,
 # interleaved round by round so drift in the emulated machine hits both alike.
-# usage: guest.sh <repo> <micro binary> <out dir> <rounds>
+# usage: guest.sh <repo> <bin dir> <out dir> <rounds> <parts>
+# parts: any of icount (callgrind counts), mt (contention, reg_mr), time
+# (micro.c, ib_send_lat, ib_write_bw); "all" for every one.
 set -u
-repo=$1 micro=$2 out=$3 rounds=$4
+repo=$1 bin=$2 out=$3 rounds=$4 parts=${5:-all}
+want() { [ "$parts" = all ] || [[ " $parts " == *" $1 "* ]]; }
 modprobe rdma_rxe
 nic=$(ls /sys/class/net | grep -v '^lo$' | head -1)
 ip link set "$nic" up && ip addr add 192.0.2.1/24 dev "$nic"
@@ -26,11 +29,30 @@ pair() { # provider name server-args... -- client-args...
 	wait
 }
 
-for r in $(seq 1 "$rounds"); do
+# Instructions per call: callgrind collects only inside icount.c's regions;
+# LD_BIND_NOW keeps the dynamic linker's lazy binding out of them.
+if want icount; then
 	for p in stock ours; do
-		only "$p" timeout 300 "$micro" rxe0 1 > "$out/micro.$p.$r" 2>&1
-		pair "$p" send_lat.$r ib_send_lat -d rxe0 -x 1 -n 2000 -- ib_send_lat -d rxe0 -x 1 -n 2000 localhost
-		pair "$p" write_bw.$r ib_write_bw -d rxe0 -x 1 -n 3000 -- ib_write_bw -d rxe0 -x 1 -n 3000 localhost
+		mkdir -p "$out/cg"
+		only "$p" env LD_BIND_NOW=1 timeout 1500 valgrind --tool=callgrind --collect-atstart=no \
+			--callgrind-out-file="$out/cg/$p.%p" "$bin/icount" rxe0 1 "${ICOUNT_BATCHES:-8}" \
+			> "$out/icount.$p" 2>&1
 	done
-done
+fi
+if want mt; then
+	for r in $(seq 1 "$rounds"); do
+		for p in stock ours; do
+			only "$p" timeout 600 "$bin/mt" rxe0 1 2 > "$out/mt.$p.$r" 2>&1
+		done
+	done
+fi
+if want time; then
+	for r in $(seq 1 "$rounds"); do
+		for p in stock ours; do
+			only "$p" timeout 300 "$bin/micro" rxe0 1 > "$out/micro.$p.$r" 2>&1
+			pair "$p" send_lat.$r ib_send_lat -d rxe0 -x 1 -n 2000 -- ib_send_lat -d rxe0 -x 1 -n 2000 localhost
+			pair "$p" write_bw.$r ib_write_bw -d rxe0 -x 1 -n 3000 -- ib_write_bw -d rxe0 -x 1 -n 3000 localhost
+		done
+	done
+fi
 echo finished > "$out/finished"

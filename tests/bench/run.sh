@@ -1,42 +1,30 @@
 #!/bin/bash
 # Side-by-side benchmark of our provider against the stock librxe in one VM
-# boot. Prints medians and ratios (ours / stock; < 1 is faster for times,
-# > 1 is faster for bandwidth). Emulated timings are noisy: read the ratios.
-# usage: tests/bench/run.sh [rounds]
+# boot (tests/bench/guest.sh), printed as tables of ours/stock ratios:
+# - userspace instructions per call of each hot-path verb, counted by
+#   callgrind (tests/bench/icount.c): the figure that carries over to real
+#   CPUs, since the emulator's cost per instruction is far from theirs;
+# - posted-WR rate under contention and reg_mr+dereg_mr medians (mt.c);
+# - times (micro.c, ib_send_lat, ib_write_bw), medians over the rounds.
+# Emulated timings are noisy: read the ratios (< 1 is fewer instructions or
+# less time; > 1 is a higher rate or bandwidth).
+# usage: tests/bench/run.sh [rounds] [parts: all | any of "icount mt time"]
+# Re-print the tables of an earlier run: RXE_BENCH_REPORT_ONLY=1 tests/bench/run.sh
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${1:-3}
+parts=${2:-all}
 out=$repo/target/bench
-rm -rf "$out" && mkdir -p "$out"
-[ -e "$repo/target/release/librxe_rs.so" ] || (cd "$repo" && cargo build --release)
-gcc -O2 -o "$out/micro" "$repo/tests/bench/micro.c" -libverbs
-kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
-timeout 3000 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
-	--rwdir "$out" --exec "bash $repo/tests/bench/guest.sh $repo $out/micro $out $rounds" > "$out/vm.log" 2>&1 || true
-[ -e "$out/finished" ] || { echo "benchmark VM did not finish; see $out/vm.log" >&2; exit 1; }
-
-python3 - "$out" "$rounds" <<'PY'
-import re, statistics, sys, pathlib
-out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-rows = {}
-def add(name, p, v):
-    rows.setdefault(name, {}).setdefault(p, []).append(v)
-for p in ("stock", "ours"):
-    for r in range(1, rounds + 1):
-        for line in (out / f"micro.{p}.{r}").read_text().splitlines():
-            m = re.match(r"bench (\S+) ([\d.]+)", line)
-            if m: add(m[1] + " (ns/op)", p, float(m[2]))
-        lat = (out / f"send_lat.{r}.{p}.cli").read_text()
-        m = re.search(r"^\s*2\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)", lat, re.M)
-        if m: add("ib_send_lat typical (usec)", p, float(m[1]))
-        bw = (out / f"write_bw.{r}.{p}.cli").read_text()
-        m = re.search(r"^\s*65536\s+\d+\s+[\d.]+\s+([\d.]+)", bw, re.M)
-        if m: add("ib_write_bw average (MB/s)", p, float(m[1]))
-print(f"{'benchmark':34} {'stock':>10} {'ours':>10} {'ours/stock':>10}")
-for name, v in rows.items():
-    if "stock" in v and "ours" in v:
-        s, o = statistics.median(v["stock"]), statistics.median(v["ours"])
-        print(f"{name:34} {s:10.1f} {o:10.1f} {o/s:10.2f}")
-    else:
-        print(f"{name:34} missing data: {v}")
-PY
+if [ -z "${RXE_BENCH_REPORT_ONLY:-}" ]; then
+	command -v valgrind > /dev/null || { echo "valgrind is needed (apt-get install valgrind; scripts/install-deps.sh)" >&2; exit 1; }
+	rm -rf "$out" && mkdir -p "$out"
+	(cd "$repo" && cargo build --release)
+	gcc -O2 -o "$out/micro" "$repo/tests/bench/micro.c" -libverbs
+	gcc -O2 -o "$out/icount" "$repo/tests/bench/icount.c" -libverbs
+	gcc -O2 -pthread -o "$out/mt" "$repo/tests/bench/mt.c" -libverbs
+	kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
+	timeout 5400 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
+		--rwdir "$out" --exec "bash $repo/tests/bench/guest.sh $repo $out $out $rounds '$parts'" > "$out/vm.log" 2>&1 || true
+	[ -e "$out/finished" ] || { echo "benchmark VM did not finish; see $out/vm.log" >&2; exit 1; }
+fi
+python3 "$repo/tests/bench/report.py" "$out" "$rounds"

@@ -1,0 +1,108 @@
+"""Prints tests/bench/run.sh's tables from the files its VM wrote.
+
+usage: report.py <out dir> <rounds>"""
+import pathlib
+import re
+import statistics
+import sys
+
+out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+PROVIDERS = ("stock", "ours")
+# icount.c's regions, in the issue's order.
+VERBS = [
+    ("post_send.SEND", "ibv_post_send SEND"),
+    ("wr.SEND", "ibv_wr_* SEND"),
+    ("post_send.RDMA_WRITE", "ibv_post_send RDMA_WRITE"),
+    ("wr.RDMA_WRITE", "ibv_wr_* RDMA_WRITE"),
+    ("post_send.inline_SEND", "ibv_post_send inline SEND"),
+    ("wr.inline_SEND", "ibv_wr_* inline SEND"),
+    ("post_send.UD_SEND", "ibv_post_send UD SEND"),
+    ("wr.UD_SEND", "ibv_wr_* UD SEND"),
+    ("post_recv", "ibv_post_recv"),
+    ("post_srq_recv", "ibv_post_srq_recv"),
+    ("poll_cq.per_completion", "ibv_poll_cq, per completion"),
+    ("poll_cq.empty", "ibv_poll_cq, empty CQ"),
+    ("poll_cq_ex.per_completion", "ibv_start/next_poll, per completion"),
+    ("req_notify_cq", "ibv_req_notify_cq"),
+]
+
+
+def icount():
+    """{(region, provider): instructions per call} from callgrind's dumps."""
+    sums = {}
+    cg = out / "cg"
+    if not cg.is_dir():
+        return {}
+    for f in cg.iterdir():
+        m = re.match(r"(stock|ours)\.\d+\.\d+$", f.name)
+        if not m:
+            continue
+        text = f.read_text(errors="replace")
+        d = re.search(r"^desc: Trigger: Client Request: (\S+) (\d+) (\d+)$", text, re.M)
+        s = re.search(r"^summary: (\d+)$", text, re.M)
+        if not d or not s or int(d[3]) or not int(d[2]):
+            continue  # not a region, or one that met an empty poll
+        acc = sums.setdefault((d[1], m[1]), [0, 0])
+        acc[0] += int(s[1])
+        acc[1] += int(d[2])
+    return {k: v[0] / v[1] for k, v in sums.items()}
+
+
+def table(title, unit, rows):
+    if not rows:
+        return
+    print(f"{title:44} {'stock':>10} {'ours':>10} {'ours/stock':>10}")
+    for name, s, o in rows:
+        if s is None or o is None:
+            print(f"{name:44} {'-' if s is None else f'{s:10.1f}':>10} {'-' if o is None else f'{o:10.1f}':>10} {'missing':>10}")
+        else:
+            print(f"{name:44} {s:10.1f} {o:10.1f} {o / s:10.2f}")
+    print()
+
+
+ic = icount()
+table("instructions per call (callgrind)", "", [(label, ic.get((k, "stock")), ic.get((k, "ours"))) for k, label in VERBS if (k, "stock") in ic or (k, "ours") in ic])
+
+rows = {}
+def add(name, p, v):
+    rows.setdefault(name, {}).setdefault(p, []).append(v)
+
+for p in PROVIDERS:
+    for r in range(1, rounds + 1):
+        for stem in ("mt", "micro"):
+            f = out / f"{stem}.{p}.{r}"
+            if not f.exists():
+                continue
+            for line in f.read_text().splitlines():
+                m = re.match(r"bench (\S+) ([\d.]+)", line)
+                if not m:
+                    continue
+                name = m[1]
+                if name.startswith("post_rate."):
+                    posters, pollers = name.split(".")[1].split("x")
+                    name = f"WRs/s, {posters} posting, {pollers} polling"
+                elif name.startswith("reg_mr."):
+                    name = f"reg_mr+dereg_mr {name.split('.')[1]} (usec)"
+                else:
+                    name += " (ns/op)"
+                add(name, p, float(m[2]))
+        f = out / f"send_lat.{r}.{p}.cli"
+        if f.exists():
+            m = re.search(r"^\s*2\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)", f.read_text(), re.M)
+            if m:
+                add("ib_send_lat typical (usec)", p, float(m[1]))
+        f = out / f"write_bw.{r}.{p}.cli"
+        if f.exists():
+            m = re.search(r"^\s*65536\s+\d+\s+[\d.]+\s+([\d.]+)", f.read_text(), re.M)
+            if m:
+                add("ib_write_bw average (MB/s)", p, float(m[1]))
+
+def med(v, p):
+    return statistics.median(v[p]) if p in v else None
+
+contention = [(n, med(v, "stock"), med(v, "ours")) for n, v in rows.items() if n.startswith("WRs/s")]
+table("contention, posted WRs/s (higher is better)", "", contention)
+regs = [(n, med(v, "stock"), med(v, "ours")) for n, v in rows.items() if n.startswith("reg_mr")]
+table("registration, median", "", regs)
+times = [(n, med(v, "stock"), med(v, "ours")) for n, v in rows.items() if not n.startswith(("WRs/s", "reg_mr"))]
+table("time (median of rounds)", "", times)
