@@ -363,7 +363,7 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// Under valgrind: the lock, with what helgrind needs to see it as one.
+    /// Under helgrind: the lock, with what helgrind needs to see it as one.
     #[cold]
     fn acquire_annotated(&self) {
         let word = self.locked.as_ptr().cast::<u8>();
