@@ -381,6 +381,29 @@ impl SendOp {
     }
 }
 
+impl SendOp {
+    /// Writes the operands the opcode carries in the WQE (immediate, rkey to
+    /// invalidate, remote address, atomic operands), for every builder path.
+    /// FLUSH's length is not among them: its caller reads it and writes it.
+    #[inline(always)]
+    fn write_operands(self, w: &mut rxe_send_wqe) {
+        match self {
+            SendOp::Send | SendOp::BindMw { .. } | SendOp::Flush { .. } => {}
+            SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
+            SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
+            SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } | SendOp::AtomicWrite { rkey, addr, .. } => {
+                wqe::set_rdma(w, rkey, addr)
+            }
+            SendOp::RdmaWriteImm { rkey, addr, imm } => {
+                wqe::set_rdma(w, rkey, addr);
+                w.wr.ex.imm_data = imm;
+            }
+            SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
+            SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
+        }
+    }
+}
+
 /// What a builder read from its C arguments beyond the opcode's operands.
 #[derive(Clone, Copy)]
 enum Extra {
@@ -677,18 +700,7 @@ impl Qp {
                 None => batch.err = Some(Errno(libc::ENOSPC)),
                 Some(slot) => {
                     let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
-                    match send_op {
-                        SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
-                        SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
-                        SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
-                        SendOp::RdmaWriteImm { rkey, addr, imm } => {
-                            wqe::set_rdma(w, rkey, addr);
-                            w.wr.ex.imm_data = imm;
-                        }
-                        SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
-                        SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
-                        _ => {}
-                    }
+                    send_op.write_operands(w);
                     p.commit();
                     *ssn = ssn.wrapping_add(1);
                 }
@@ -753,25 +765,13 @@ impl Qp {
                     return;
                 };
                 let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
-                match send_op {
-                    SendOp::Send | SendOp::BindMw { .. } => {}
-                    SendOp::SendImm(imm) => w.wr.ex.imm_data = imm,
-                    SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => w.wr.ex.invalidate_rkey = rkey,
-                    SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => wqe::set_rdma(w, rkey, addr),
-                    SendOp::RdmaWriteImm { rkey, addr, imm } => {
-                        wqe::set_rdma(w, rkey, addr);
-                        w.wr.ex.imm_data = imm;
-                    }
-                    SendOp::CmpSwp { rkey, addr, compare, swap } => wqe::set_atomic(w, rkey, addr, compare, swap),
-                    SendOp::FetchAdd { rkey, addr, add } => wqe::set_atomic(w, rkey, addr, add, 0),
-                    SendOp::AtomicWrite { rkey, addr, .. } => wqe::set_rdma(w, rkey, addr),
-                    SendOp::Flush { rkey, addr, ptype, level, .. } => {
-                        let length = match extra {
-                            Extra::FlushLength(l) => l,
-                            _ => 0,
-                        };
-                        wqe::set_flush(w, rkey, addr, length, ptype, level);
-                    }
+                send_op.write_operands(w);
+                if let SendOp::Flush { rkey, addr, ptype, level, .. } = send_op {
+                    let length = match extra {
+                        Extra::FlushLength(l) => l,
+                        _ => 0,
+                    };
+                    wqe::set_flush(w, rkey, addr, length, ptype, level);
                 }
                 if let Some(b) = &bind {
                     wqe::set_bind(w, b);
