@@ -34,6 +34,10 @@ pub(crate) struct Context {
     /// What the kernel's rxe can do beyond 6.1's; written before the
     /// context is handed out, read-only after.
     features: Features,
+    /// The relay of asynchronous events while an event fault is armed
+    /// (crate::fault_events); null otherwise. Set before the context is
+    /// handed out, taken when it closes.
+    events: core::sync::atomic::AtomicPtr<crate::fault_events::Relay>,
 }
 
 /// What the device's kernel driver reports beyond 6.1's rxe, read once when
@@ -223,7 +227,7 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
             // ibv_context sits inside the UnsafeCell'd verbs_context.
             unsafe {
                 let ibctx = core::ptr::addr_of_mut!((*(*raw).vctx.get()).context);
-                (*ibctx).async_fd = info.async_fd;
+                (*ibctx).async_fd = relayed_async_fd(&*raw, info.async_fd);
                 (*ibctx).num_comp_vectors = info.num_comp_vectors as c_int;
             }
             if let Some(bits) = info.core_support {
@@ -265,6 +269,33 @@ pub(crate) unsafe fn open(device: *mut ibv_device, cmd_fd: c_int, ops: *const co
     Ok(release_vctx.cast())
 }
 
+/// The fd the application reads events from: the kernel's, or while an
+/// event fault is armed, the relay's (crate::fault_events).
+fn relayed_async_fd(ctx: &Context, kernel_fd: c_int) -> c_int {
+    if !crate::fault::events_armed() {
+        return kernel_fd;
+    }
+    match crate::fault_events::attach(kernel_fd) {
+        Ok((relay, app_fd)) => {
+            ctx.events.store(Box::into_raw(relay), core::sync::atomic::Ordering::Release);
+            app_fd
+        }
+        Err(e) => {
+            log::error!("{}: asynchronous events cannot be injected into this context: its relay failed ({e})", ctx.name());
+            kernel_fd
+        }
+    }
+}
+
+impl Context {
+    /// The relay injected events go to, if this context has one.
+    pub(crate) fn events(&self) -> Option<&crate::fault_events::Relay> {
+        // SAFETY: set once before the context was handed out; freed only
+        // when it closes, after which nobody uses the context.
+        unsafe { self.events.load(core::sync::atomic::Ordering::Acquire).as_ref() }
+    }
+}
+
 /// Closes a context made by [`open`].
 ///
 /// # Safety
@@ -283,6 +314,13 @@ pub(crate) unsafe fn close(ctx: *mut ibv_context) {
 /// # Safety
 /// `ctx` came from `_verbs_init_and_alloc_context` and is not used afterwards.
 unsafe fn release(ctx: *mut Context) {
+    // SAFETY: per the contract; the relay, if any, was made by open() with
+    // Box::into_raw and nothing else frees it.
+    let relay = unsafe { (*ctx).events.swap(core::ptr::null_mut(), core::sync::atomic::Ordering::AcqRel) };
+    if !relay.is_null() {
+        // SAFETY: as above. Stops its thread and closes the kernel's file.
+        drop(unsafe { Box::from_raw(relay) });
+    }
     // SAFETY: per the contract.
     unsafe {
         verbs_uninit_context(ctx.cast::<u8>().add(release_vctx_offset()).cast());

@@ -221,6 +221,15 @@ impl Cq {
         Ok(n)
     }
 
+    /// The consumer and producer indices and the mask of the ring, for
+    /// holding completions back (crate::fault_delay); None once the ring
+    /// is gone. Not for the hot path: it takes the poll lock.
+    pub(crate) fn indices(&self) -> Option<(u32, u32, u32)> {
+        let p = self.polling.lock();
+        let ring = p.ring.as_ref().ok()?;
+        Some((ring.consumer_index(), ring.producer_index_acquire(), ring.mask()))
+    }
+
     /// `ibv_start_poll`: on success the CQ stays locked until the guard is
     /// ended (dropped), through however many C calls that takes.
     // Inlined into its extern "C" entry: one call layer less on the hot path.

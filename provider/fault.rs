@@ -5,8 +5,11 @@
 //!
 //! | verb | faults |
 //! |---|---|
-//! | `post_send`, `post_recv`, `post_srq_recv` | `enomem`, `einval`: the call fails, nothing posted, bad_wr the first WR |
-//! | `poll_cq` | `status=<wc status>` (e.g. `retry_exc_err`): a successful completion comes back with that status, and its QP is moved to the error state, as a real fault leaves it |
+//! | `post_send`, `post_recv`, `post_srq_recv` | `enomem`, `einval`: the call fails, nothing posted, bad_wr the first WR (for `ibv_wr_complete`, the batch is dropped) |
+//! | `post_send`, `post_recv` | `event=<qp event>|port_err`: the call goes on, and an asynchronous event is queued: a QP event names the call's QP and moves it to the error state first |
+//! | `poll_cq` | `status=<wc status>` (e.g. `retry_exc_err`): a successful completion comes back with that status, and its QP is moved to the error state, as a real fault leaves it; `ibv_poll_cq` and the extended polling alike |
+//! | `poll_cq` | `event=<qp event>|cq_err|port_err`: the completion is returned, then the event is queued (a QP event for its QP, cq_err for its CQ) |
+//! | `poll_cq` | `delay=<ms>`: no completion is returned before it has waited that long in the CQ (order kept; takes no trigger) |
 //! | `reg_mr` | `enomem`, `efault` |
 //! | `create_qp`, `create_cq` | `enomem` |
 //!
@@ -23,7 +26,7 @@
 //! library loads: one error line names the part, and nothing is injected. With the variable
 //! unset each data-path call pays one load and a branch not taken.
 
-use crate::abi::sys::ibv_wc_status;
+use crate::abi::sys::{ibv_event_type, ibv_wc_status};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -55,6 +58,34 @@ pub(crate) enum Fault {
     Errno(i32),
     /// The completion carries this `ibv_wc_status` instead of success.
     Status(u32),
+    /// An asynchronous event is queued (crate::fault_events).
+    Event(Event),
+    /// Completions are held back this long (crate::fault_delay).
+    Delay(std::time::Duration),
+}
+
+/// The asynchronous events that can be injected, and what each names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A QP event (`ibv_event_type`), for the call's QP, which is moved to
+    /// the error state first (each of these leaves a QP there).
+    Qp(u32),
+    /// IBV_EVENT_CQ_ERR for the CQ polled.
+    CqErr,
+    /// IBV_EVENT_PORT_ERR for port 1 (rxe's one port).
+    PortErr,
+}
+
+const EVENTS: &[(&str, Event)] = &[
+    ("qp_fatal", Event::Qp(ibv_event_type::IBV_EVENT_QP_FATAL)),
+    ("qp_req_err", Event::Qp(ibv_event_type::IBV_EVENT_QP_REQ_ERR)),
+    ("qp_access_err", Event::Qp(ibv_event_type::IBV_EVENT_QP_ACCESS_ERR)),
+    ("cq_err", Event::CqErr),
+    ("port_err", Event::PortErr),
+];
+
+pub(crate) fn event_name(e: Event) -> &'static str {
+    EVENTS.iter().find(|(_, x)| *x == e).map_or("?", |(n, _)| n)
 }
 
 /// The completion statuses an application can be handed, by the names of
@@ -159,12 +190,35 @@ fn parse_fault(verb: Verb, part: &str) -> Result<Fault, BadSpec> {
             bad(part, format!("this verb's faults are {}", names.join(", ")))
         })
     };
+    if let Some(name) = part.strip_prefix("event=") {
+        let allowed: &[&str] = match verb {
+            Verb::PostSend | Verb::PostRecv => &["qp_fatal", "qp_req_err", "qp_access_err", "port_err"],
+            Verb::PollCq => &["qp_fatal", "qp_req_err", "qp_access_err", "cq_err", "port_err"],
+            _ => return Err(bad(part, "events are injected into post_send, post_recv and poll_cq")),
+        };
+        let name = name.to_ascii_lowercase();
+        let name = name.strip_prefix("ibv_event_").unwrap_or(&name);
+        return match EVENTS.iter().find(|(n, _)| *n == name && allowed.contains(n)) {
+            Some(&(_, e)) => Ok(Fault::Event(e)),
+            None => Err(bad(part, format!("this verb's events are {}", allowed.join(", ")))),
+        };
+    }
+    if let Some(ms) = part.strip_prefix("delay=") {
+        if verb != Verb::PollCq {
+            return Err(bad(part, "only poll_cq's completions can be delayed"));
+        }
+        let ms = number(part, ms)?;
+        if !(1..=60_000).contains(&ms) {
+            return Err(bad(part, "a delay is 1 to 60000 milliseconds"));
+        }
+        return Ok(Fault::Delay(std::time::Duration::from_millis(ms)));
+    }
     match verb {
         Verb::PostSend | Verb::PostRecv | Verb::PostSrqRecv => errno(&[("enomem", libc::ENOMEM), ("einval", libc::EINVAL)]),
         Verb::RegMr => errno(&[("enomem", libc::ENOMEM), ("efault", libc::EFAULT)]),
         Verb::CreateQp | Verb::CreateCq => errno(&[("enomem", libc::ENOMEM)]),
         Verb::PollCq => {
-            let name = part.strip_prefix("status=").ok_or_else(|| bad(part, "poll_cq's fault is status=<completion status>"))?;
+            let name = part.strip_prefix("status=").ok_or_else(|| bad(part, "poll_cq's faults are status=<completion status>, event=<event> and delay=<ms>"))?;
             let name = name.to_ascii_lowercase();
             let name = name.strip_prefix("ibv_wc_").unwrap_or(&name);
             STATUSES.iter().find(|(n, _)| *n == name).map(|&(_, s)| Fault::Status(s)).ok_or_else(|| {
@@ -187,6 +241,9 @@ fn parse_rule(text: &str) -> Result<Rule, BadSpec> {
     let mut seed = 1;
     let mut p = None;
     for part in parts {
+        if matches!(fault, Fault::Delay(_)) {
+            return Err(bad(part, "a delay applies to every completion and takes no trigger"));
+        }
         let (key, value) = part.split_once('=').ok_or_else(|| bad(part, "a trigger is key=value"))?;
         match key {
             "nth" => t.nth = Some(positive(part, value)?),
@@ -228,6 +285,20 @@ fn parse(spec: &str) -> Result<Vec<Rule>, BadSpec> {
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static RULES: OnceLock<Vec<Rule>> = OnceLock::new();
 
+/// Whether some rule can queue an asynchronous event: contexts then relay
+/// the kernel's event file (crate::fault_events).
+pub(crate) fn events_armed() -> bool {
+    RULES.get().is_some_and(|rules| rules.iter().any(|r| matches!(r.fault, Fault::Event(_))))
+}
+
+/// How long completions are held back, if a rule says so.
+pub(crate) fn delay() -> Option<std::time::Duration> {
+    RULES.get()?.iter().find_map(|r| match r.fault {
+        Fault::Delay(d) => Some(d),
+        _ => None,
+    })
+}
+
 /// Reads RXE_RS_FAULTS, once, when the library loads.
 pub(crate) fn init() {
     let Some(spec) = std::env::var_os("RXE_RS_FAULTS") else { return };
@@ -263,7 +334,8 @@ pub(crate) fn check(verb: Verb, qpn: Option<u32>, what: &dyn Fn() -> String) -> 
 
 fn check_rules(rules: &[Rule], verb: Verb, qpn: Option<u32>, what: &dyn Fn() -> String) -> Option<Fault> {
     for (i, r) in rules.iter().enumerate() {
-        if r.verb != verb || !(r.trigger.qpns.is_empty() || qpn.is_some_and(|q| r.trigger.qpns.contains(&q))) {
+        // Delays are not per call (crate::fault_delay).
+        if matches!(r.fault, Fault::Delay(_)) || r.verb != verb || !(r.trigger.qpns.is_empty() || qpn.is_some_and(|q| r.trigger.qpns.contains(&q))) {
             continue;
         }
         let n = r.calls.fetch_add(1, Ordering::Relaxed) + 1;
@@ -278,6 +350,8 @@ fn check_rules(rules: &[Rule], verb: Verb, qpn: Option<u32>, what: &dyn Fn() -> 
         let injected = match r.fault {
             Fault::Errno(e) => format!("errno {e} ({})", std::io::Error::from_raw_os_error(e)),
             Fault::Status(s) => format!("completion status IBV_WC_{}", status_name(s).to_ascii_uppercase()),
+            Fault::Event(e) => format!("asynchronous event IBV_EVENT_{}", event_name(e).to_ascii_uppercase()),
+            Fault::Delay(_) => unreachable!("delays are not per call"),
         };
         say(&format!("fault injected: {injected} into {} (rule {} `{}`, call {n})", what(), i + 1, r.text));
         return Some(r.fault);
@@ -353,6 +427,16 @@ mod tests {
         assert_eq!(r[1].fault, Fault::Errno(libc::ENOMEM));
         assert_eq!(r[2].fault, Fault::Status(ibv_wc_status::IBV_WC_REM_ACCESS_ERR));
         assert!(parse("").unwrap().is_empty());
+        let r = parse("post_send:event=qp_fatal;poll_cq:event=IBV_EVENT_CQ_ERR;post_recv:event=port_err:nth=2;poll_cq:delay=250").unwrap();
+        assert_eq!(r[0].fault, Fault::Event(Event::Qp(ibv_event_type::IBV_EVENT_QP_FATAL)));
+        assert_eq!(r[1].fault, Fault::Event(Event::CqErr));
+        assert_eq!(r[2].fault, Fault::Event(Event::PortErr));
+        assert_eq!(r[3].fault, Fault::Delay(std::time::Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn delays_fire_on_no_call() {
+        assert!(fired("poll_cq:delay=5", Verb::PollCq, Some(1), 10).is_empty());
     }
 
     #[test]
@@ -371,6 +455,12 @@ mod tests {
         assert_eq!(part("reg_mr:enomem:qpn=3"), "qpn=3");
         assert_eq!(part("post_send:enomem:qpn=0x1000000"), "qpn=0x1000000");
         assert_eq!(part("post_send"), "post_send");
+        assert_eq!(part("post_send:event=cq_err"), "event=cq_err");
+        assert_eq!(part("reg_mr:event=qp_fatal"), "event=qp_fatal");
+        assert_eq!(part("poll_cq:event=nope"), "event=nope");
+        assert_eq!(part("post_send:delay=5"), "delay=5");
+        assert_eq!(part("poll_cq:delay=0"), "delay=0");
+        assert_eq!(part("poll_cq:delay=10:nth=2"), "nth=2");
         let e = parse("post_send:enomem;poll_cq:status=nope").unwrap_err();
         assert!(e.to_string().contains("`status=nope`") && e.to_string().contains("no fault will be injected"), "{e}");
     }

@@ -29,6 +29,8 @@ mod context;
 mod cq;
 mod device;
 mod fault;
+mod fault_delay;
+mod fault_events;
 mod ffi;
 mod log;
 mod mr;

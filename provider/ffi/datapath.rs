@@ -12,7 +12,8 @@ use crate::abi::sys::*;
 use crate::cmd::Result;
 use crate::context::Context;
 use crate::cq::{self, Cq, PollGuard};
-use crate::fault::{self, Fault, Verb};
+use crate::fault::{self, Event, Fault, Verb};
+use crate::{fault_delay, fault_events};
 use crate::object::{Boxed, Object};
 use crate::qp::{self, Payload, Qp, SendOp};
 use crate::srq::{self, Srq};
@@ -40,55 +41,134 @@ unsafe fn post_ret<W>(r: core::result::Result<(), PostError<W>>, bad_wr: *mut *m
     }
 }
 
-/// An injected post failure (RXE_RS_FAULTS): nothing posted, the first WR
-/// is the bad one.
+/// An injected fault in a post (RXE_RS_FAULTS): a failure (nothing posted,
+/// the first WR is the bad one), or an event queued while the post goes on.
 ///
 /// # Safety
-/// As for [`post_ret`].
+/// As for [`post_ret`]; `qp`, if given, is a live QP of ours.
 #[cold]
-unsafe fn post_injected<W>(verb: Verb, qpn: Option<u32>, wr: *mut W, bad_wr: *mut *mut W) -> Option<c_int> {
+unsafe fn post_injected<W>(verb: Verb, qp: Option<*mut ibv_qp>, wr: *mut W, bad_wr: *mut *mut W) -> Option<c_int> {
+    // SAFETY: per the contract.
+    let qpn = qp.map(|q| unsafe { (*q).qp_num });
     let what = || format!("{verb:?}{}", qpn.map(|q| format!(" on QP {q:#x}")).unwrap_or_default());
-    match fault::check(verb, qpn, &what) {
-        Some(Fault::Errno(e)) => {
+    match fault::check(verb, qpn, &what)? {
+        Fault::Errno(e) => {
             // SAFETY: per the contract.
             unsafe { *bad_wr = wr };
             Some(e)
         }
-        _ => None,
+        Fault::Event(e) => {
+            // SAFETY: per the contract.
+            unsafe { inject_event(e, qp, None) };
+            None
+        }
+        Fault::Status(_) | Fault::Delay(_) => None,
     }
 }
 
-/// Injected error completions (RXE_RS_FAULTS) among the `n` just polled
-/// into `wc`: a successful one takes the rule's status and its QP moves to
-/// the error state, so that its later WRs flush as after a real fault.
+/// Moves a QP to the error state, as a real fault leaves it, and records the
+/// state where ibv_query_qp's callers and libibverbs look.
 ///
 /// # Safety
-/// `wc` holds `n` initialised completions.
+/// `q` is a live QP of ours.
+unsafe fn move_to_error(q: *mut ibv_qp, why: &str) {
+    let mut attr = ibv_qp_attr { qp_state: ibv_qp_state::IBV_QPS_ERR, ..Default::default() };
+    // SAFETY: per the contract.
+    let r = unsafe { Qp::from_raw(q) }.modify(&mut attr, ibv_qp_attr_mask::IBV_QP_STATE as c_int);
+    if r.is_ok() {
+        // What ibv_modify_qp records after a state change.
+        // SAFETY: as above.
+        unsafe { (*q).state = ibv_qp_state::IBV_QPS_ERR };
+        // SAFETY: as above.
+        fault::say(&format!("fault injected: QP {:#x} moved to the error state {why}", unsafe { (*q).qp_num }));
+    }
+}
+
+/// Queues an injected asynchronous event: a QP event moves the QP to the
+/// error state first; a CQ event names `cq`.
+///
+/// # Safety
+/// `qp` and `cq`, where given, are live objects of ours.
 #[cold]
-unsafe fn complete_with_injected_errors(wc: *mut ibv_wc, n: usize) {
+unsafe fn inject_event(e: Event, qp: Option<*mut ibv_qp>, cq: Option<*mut ibv_cq>) {
+    let ctx = match (qp, cq) {
+        // SAFETY: per the contract: each object's context is ours.
+        (Some(q), _) => unsafe { Context::from_raw((*q).context) },
+        // SAFETY: as above.
+        (None, Some(c)) => unsafe { Context::from_raw((*c).context) },
+        (None, None) => return,
+    };
+    let (event_type, element, object) = match (e, qp, cq) {
+        (Event::Qp(t), Some(q), _) => {
+            // SAFETY: per the contract.
+            unsafe { move_to_error(q, "with its injected event") };
+            (t, fault_events::qp_element(q), Some(q as usize))
+        }
+        (Event::CqErr, _, Some(c)) => (ibv_event_type::IBV_EVENT_CQ_ERR, fault_events::cq_element(c), Some(c as usize)),
+        (Event::PortErr, _, _) => (ibv_event_type::IBV_EVENT_PORT_ERR, fault_events::PORT, None),
+        _ => return,
+    };
+    let Some(relay) = ctx.events() else {
+        fault::say(&format!("the injected event {} was lost: this context has no event relay (see its log)", fault::event_name(e)));
+        return;
+    };
+    match relay.inject(event_type, element) {
+        Ok(()) => {
+            if let Some(o) = object {
+                fault_events::count(o);
+            }
+        }
+        Err(err) => fault::say(&format!("the injected event {} was lost: {err}", fault::event_name(e))),
+    }
+}
+
+/// Injected faults among the `n` completions just polled from `cq` into
+/// `wc`: a successful one takes the rule's status and its QP moves to the
+/// error state, so that its later WRs flush as after a real fault; or an
+/// event is queued after it.
+///
+/// # Safety
+/// `wc` holds `n` initialised completions; `cq` is a live CQ of ours.
+#[cold]
+unsafe fn complete_with_injected_faults(cq: *mut ibv_cq, wc: *mut ibv_wc, n: usize) {
     for i in 0..n {
         // SAFETY: per the contract.
         let w = unsafe { &mut *wc.add(i) };
+        // SAFETY: per the contract.
+        unsafe { inject_into_completion(cq, w.qp_num, w.wr_id, &mut w.status) };
         if w.status != ibv_wc_status::IBV_WC_SUCCESS {
-            continue;
+            w.vendor_err = 0;
         }
-        let what = || format!("a completion of QP {:#x} (wr_id {:#x})", w.qp_num, w.wr_id);
-        let Some(Fault::Status(status)) = fault::check(Verb::PollCq, Some(w.qp_num), &what) else { continue };
-        w.status = status;
-        w.vendor_err = 0;
-        let qps = fault::QPS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&(_, q)) = qps.iter().find(|(num, _)| *num == w.qp_num) {
-            let mut attr = ibv_qp_attr { qp_state: ibv_qp_state::IBV_QPS_ERR, ..Default::default() };
-            // SAFETY: QPS holds only live QPs of ours; destroy_qp takes the
-            // entry out under this lock before the QP goes.
-            let r = unsafe { Qp::from_raw(q as *mut ibv_qp) }.modify(&mut attr, ibv_qp_attr_mask::IBV_QP_STATE as c_int);
-            if r.is_ok() {
-                // What ibv_modify_qp records after a state change.
-                // SAFETY: as above.
-                unsafe { (*(q as *mut ibv_qp)).state = ibv_qp_state::IBV_QPS_ERR };
-                fault::say(&format!("fault injected: QP {:#x} moved to the error state after its injected error completion", w.qp_num));
-            }
-        }
+    }
+}
+
+/// The fault, if any, for one completion of QP `qp_num` whose status is
+/// `*status`: a new status, or an event.
+///
+/// # Safety
+/// `cq` is a live CQ of ours.
+unsafe fn inject_into_completion(cq: *mut ibv_cq, qp_num: u32, wr_id: u64, status: &mut u32) {
+    if *status != ibv_wc_status::IBV_WC_SUCCESS {
+        return;
+    }
+    let what = || format!("a completion of QP {qp_num:#x} (wr_id {wr_id:#x})");
+    let fault = fault::check(Verb::PollCq, Some(qp_num), &what);
+    if !matches!(fault, Some(Fault::Status(_) | Fault::Event(_))) {
+        return;
+    }
+    if let Some(Fault::Status(s)) = fault {
+        *status = s;
+    }
+    // The QP by number, under the table's lock: destroy_qp takes its entry
+    // out under it before the QP goes.
+    let qps = fault::QPS.lock().unwrap_or_else(|e| e.into_inner());
+    let qp = qps.iter().find(|(num, _)| *num == qp_num).map(|&(_, q)| q as *mut ibv_qp);
+    match fault {
+        // SAFETY: QPS holds only live QPs of ours (above).
+        Some(Fault::Status(_)) => qp.into_iter().for_each(|q| unsafe { move_to_error(q, "after its injected error completion") }),
+        // SAFETY: as above; cq per the contract.
+        Some(Fault::Event(e)) => unsafe { inject_event(e, qp, Some(cq)) },
+        _ => {}
     }
 }
 
@@ -124,12 +204,8 @@ unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_i
             }
             _ => &mut [],
         };
-        match cq.poll(out) {
-            Ok(n) if fault::active() => {
-                // SAFETY: poll filled the first n entries of the application's array.
-                unsafe { complete_with_injected_errors(wc, n) };
-                n as c_int
-            }
+        let polled = if fault::active() { poll_with_faults(cq, out) } else { cq.poll(out) };
+        match polled {
             Ok(n) => n as c_int,
             Err(e) => {
                 e.set();
@@ -139,10 +215,45 @@ unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_i
     })
 }
 
+/// poll_cq while faults are armed: only ripe completions when they are
+/// delayed, and the injections among those polled.
+#[cold]
+fn poll_with_faults(cq: &Cq, out: &mut [MaybeUninit<ibv_wc>]) -> Result<usize> {
+    let n = match fault::delay() {
+        Some(delay) => {
+            // Decided and taken under the CQ's marks, against a second poller.
+            let mut held = fault_delay::Held::of(cq);
+            let (ripe, _) = held.ripe(cq, delay);
+            let len = out.len().min(ripe as usize);
+            cq.poll(&mut out[..len])?
+        }
+        None => cq.poll(out)?,
+    };
+    // SAFETY: poll filled the first n entries of the application's array; cq is ours.
+    unsafe { complete_with_injected_faults(cq.raw(), out.as_mut_ptr().cast(), n) };
+    Ok(n)
+}
+
+/// While completions are delayed, arming waits for every held one to
+/// ripen: the kernel raised their events when they arrived, and the
+/// application polls after arming.
+#[cold]
+fn wait_for_held(cq: &Cq) {
+    let Some(delay) = fault::delay() else { return };
+    let (_, next) = fault_delay::Held::of(cq).ripe(cq, delay);
+    if let Some(t) = next {
+        std::thread::sleep(t.saturating_duration_since(std::time::Instant::now()));
+    }
+}
+
 unsafe extern "C" fn req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int {
     no_unwind("req_notify_cq", libc::EIO, || {
         // SAFETY: cq is ours and live; its context is ours.
         let (ctx, handle) = unsafe { (Context::from_raw((*cq).context), (*cq).handle) };
+        if fault::active() {
+            // SAFETY: cq is ours.
+            wait_for_held(unsafe { Cq::from_raw(cq) });
+        }
         ret_int(crate::uverbs_ioctl::req_notify_cq(ctx.cmd_fd(), handle, solicited_only != 0, &ctx.doorbell_via_ioctl))
     })
 }
@@ -154,13 +265,30 @@ unsafe extern "C" fn resize_cq(cq: *mut ibv_cq, cqe: c_int) -> c_int {
 
 unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
     // SAFETY: cq is ours; libibverbs' destroy contract.
-    ret_int(guarded("destroy_cq", || unsafe { cq::destroy(cq) }))
+    let destroy = || unsafe { cq::destroy(cq) };
+    if !fault::active() {
+        return ret_int(guarded("destroy_cq", destroy));
+    }
+    // SAFETY: cq is ours and live until destroy succeeds.
+    let injected = unsafe { fault_events::before_destroy_cq(cq) };
+    let r = ret_int(guarded("destroy_cq", destroy));
+    if r == 0 {
+        fault_delay::forget(cq as usize);
+    } else {
+        // SAFETY: the CQ lives on.
+        unsafe { fault_events::after_failed_destroy_cq(cq, injected) };
+    }
+    r
 }
 
 unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
     no_unwind("start_poll", libc::EIO, || {
         // SAFETY: cq is ours (installed only on our extended CQs).
-        match unsafe { Cq::from_raw(cq.cast()) }.start_poll() {
+        let cq = unsafe { Cq::from_raw(cq.cast()) };
+        if fault::active() {
+            return start_poll_with_faults(cq);
+        }
+        match cq.start_poll() {
             Ok(guard) => {
                 guard.park();
                 0
@@ -174,11 +302,72 @@ unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
     no_unwind("next_poll", libc::EIO, || {
         // SAFETY: the verbs API calls next_poll only between a successful
         // start_poll and end_poll on this thread.
-        let mut guard = unsafe { PollGuard::resume(Cq::from_raw(cq.cast())) };
+        let cq = unsafe { Cq::from_raw(cq.cast()) };
+        if fault::active() && fault::delay().is_some() && !fault_delay::spend(cq) {
+            // The rest is held back; end_poll hands back the exposed entry.
+            return libc::ENOENT;
+        }
+        // SAFETY: as above.
+        let mut guard = unsafe { PollGuard::resume(cq) };
         let r = guard.next();
         guard.park();
+        if r.is_ok() && fault::active() {
+            // SAFETY: an entry is exposed, the poll lock held.
+            unsafe { inject_into_exposed(cq) };
+        }
         ret_int(r)
     })
+}
+
+/// start_poll while faults are armed: nothing unless a completion is ripe
+/// when they are delayed, and the injections into the exposed one.
+#[cold]
+fn start_poll_with_faults(cq: &Cq) -> c_int {
+    let started = match fault::delay() {
+        Some(delay) => {
+            let mut held = fault_delay::Held::of(cq);
+            let (ripe, _) = held.ripe(cq, delay);
+            if ripe == 0 {
+                return libc::ENOENT;
+            }
+            cq.start_poll().map(|guard| {
+                guard.park();
+                ripe - 1
+            })
+        }
+        None => cq.start_poll().map(|guard| {
+            guard.park();
+            0
+        }),
+    };
+    match started {
+        Ok(budget) => {
+            // The poll lock is held (parked): the budget's lock comes after it.
+            fault_delay::set_budget(cq, budget);
+            // SAFETY: an entry is exposed, the poll lock held.
+            unsafe { inject_into_exposed(cq) };
+            0
+        }
+        Err(e) => e.0,
+    }
+}
+
+/// Injections into the completion an extended poll exposes: its status is
+/// the one the application reads from the extended CQ.
+///
+/// # Safety
+/// Between a successful start_poll/next_poll on `cq` and end_poll, on the
+/// polling thread.
+#[cold]
+unsafe fn inject_into_exposed(cq: &Cq) {
+    // SAFETY: per the contract.
+    let wc = unsafe { PollGuard::exposed(cq) };
+    let ex = cq.raw().cast::<ibv_cq_ex>();
+    // SAFETY: the extended CQ's status is written under the poll lock, which
+    // this thread holds (per the contract).
+    let status = unsafe { &mut (*ex).status };
+    // SAFETY: cq is ours.
+    unsafe { inject_into_completion(cq.raw(), wc.qp_num, wc.wr_id, status) };
 }
 
 unsafe extern "C" fn cq_end_poll(cq: *mut ibv_cq_ex) {
@@ -302,9 +491,13 @@ unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
     // completion error must not move a QP being destroyed.
     let mut qps = fault::QPS.lock().unwrap_or_else(|e| e.into_inner());
     let entry = qps.iter().position(|&(_, p)| p == q as usize).map(|i| qps.swap_remove(i));
+    // SAFETY: q is live until destroy succeeds.
+    let injected = unsafe { fault_events::before_destroy_qp(q) };
     let r = ret_int(guarded("destroy_qp", destroy));
     if r != 0 {
         qps.extend(entry);
+        // SAFETY: the QP lives on.
+        unsafe { fault_events::after_failed_destroy_qp(q, injected) };
     }
     r
 }
@@ -315,7 +508,7 @@ unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mu
     }
     if fault::active() {
         // SAFETY: q is ours; bad_wr checked.
-        if let Some(e) = unsafe { post_injected(Verb::PostSend, Some((*q).qp_num), wr, bad_wr) } {
+        if let Some(e) = unsafe { post_injected(Verb::PostSend, Some(q), wr, bad_wr) } {
             return e;
         }
     }
@@ -329,7 +522,7 @@ unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mu
     }
     if fault::active() {
         // SAFETY: q is ours; bad_wr checked.
-        if let Some(e) = unsafe { post_injected(Verb::PostRecv, Some((*q).qp_num), wr, bad_wr) } {
+        if let Some(e) = unsafe { post_injected(Verb::PostRecv, Some(q), wr, bad_wr) } {
             return e;
         }
     }
@@ -367,6 +560,16 @@ unsafe extern "C" fn wr_start(q: *mut ibv_qp_ex) {
 }
 
 unsafe extern "C" fn wr_complete(q: *mut ibv_qp_ex) -> c_int {
+    if fault::active() {
+        let mut bad = core::ptr::null_mut::<c_void>();
+        // SAFETY: q is one of our QPs; `bad` is ours.
+        if let Some(e) = unsafe { post_injected(Verb::PostSend, Some(q.cast()), core::ptr::null_mut(), &mut bad) } {
+            // A failed ibv_wr_complete posts nothing of the batch.
+            // SAFETY: ends the batch wr_start opened.
+            no_unwind("wr_abort", (), || unsafe { qpx(q).wr_abort() });
+            return e;
+        }
+    }
     // SAFETY: ends the batch wr_start opened.
     no_unwind("wr_complete", libc::EIO, || ret_int(unsafe { qpx(q).wr_complete() }))
 }

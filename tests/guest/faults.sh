@@ -46,6 +46,9 @@ faults_suite() {
 		faults_run faults_probability1 "post_send:enomem:p=0.5:seed=3" "$p" probability
 		faults_run faults_probability2 "post_send:enomem:p=0.5:seed=3" "$p" probability
 		faults_run faults_bad_spec "post_send:enomem:every=0" "$p" plain
+		faults_run faults_events "poll_cq:event=cq_err:nth=1;post_send:event=qp_fatal:nth=2;post_recv:event=port_err:nth=5" "$p" events
+		faults_run faults_ex_status "poll_cq:status=rem_access_err:nth=1" "$p" ex_status
+		faults_run faults_delay "poll_cq:delay=300" "$p" delay
 		# Real applications with an injected fault in the client.
 		faults_app rc_pingpong "$p" "poll_cq:status=retry_exc_err:nth=3" \
 			ibv_rc_pingpong -g 1 -d rxe0 -n 20 -- ibv_rc_pingpong -g 1 -d rxe0 -n 20 localhost
@@ -53,5 +56,9 @@ faults_suite() {
 			ib_send_bw -d rxe0 -x 1 -n 200 -- ib_send_bw -d rxe0 -x 1 -n 200 localhost
 		faults_app rping "$p" "post_send:enomem:nth=3" \
 			rping -s -a 192.0.2.1 -C 5 -- rping -c -a 192.0.2.1 -C 5 -v
+		# Delayed completions: the client, driven by completion events,
+		# still completes, each exchange held back.
+		faults_app rc_pingpong_delay "$p" "poll_cq:delay=100" \
+			ibv_rc_pingpong -g 1 -d rxe0 -n 10 -e -- ibv_rc_pingpong -g 1 -d rxe0 -n 10 -e localhost
 	done
 }

@@ -15,6 +15,11 @@ const SCENARIOS: &[(&str, usize)] = &[
     ("faults_qpn_filter", 0),
     ("faults_create", 3),
     ("faults_bad_spec", 0),
+    // cq_err, qp_fatal and its QP moved to the error state, port_err.
+    ("faults_events", 4),
+    ("faults_ex_status", 2),
+    // One line for each CQ whose completions were held: three CQs polled.
+    ("faults_delay", 3),
 ];
 
 /// What the stock librxe gets where ours injects: the call as it goes
@@ -35,6 +40,15 @@ const STOCK_UNINJECTED: &[(&str, &str)] = &[
     ("create.reg_mr1", "ok"),
     ("create.create_cq1", "ok"),
     ("create.create_qp1", "ok"),
+    ("events.event1", "none"),
+    ("events.event2", "none"),
+    ("events.qp_state", "rts"),
+    ("events.completion2", "success"),
+    ("events.event3", "none"),
+    ("ex_status.first", "success"),
+    ("delay.poll_cq_held_300ms", "no"),
+    ("delay.ex_poll_held_300ms", "no"),
+    ("delay.events_held_300ms", "no"),
 ];
 
 fn injected_lines(label: &str) -> usize {
@@ -91,6 +105,49 @@ fn a_seeded_probability_fails_the_same_calls_in_every_run() {
         }
         assert_eq!(pattern(&format!("{run}.stock")), ".".repeat(40), "{run}: stock failed a call");
     }
+}
+
+/// The delays each provider measured, for the closing note.
+#[test]
+fn delayed_completions_are_held_at_least_their_delay() {
+    let figures = |label: &str| {
+        let c = cases(&finished(label)).into_iter().find(|c| c.name == "delay.figures").expect("delay.figures");
+        ["poll_cq_ms", "ex_poll_ms", "events_ms"].map(|k| c.fields.get(k).cloned().unwrap_or_default())
+    };
+    let (o, s) = (figures("faults_delay.ours"), figures("faults_delay.stock"));
+    let table = format!("post to completion (ms)   poll_cq  ex_poll  events
+ours (delay=300)          {:>7}  {:>7}  {:>6}
+stock (no delay)          {:>7}  {:>7}  {:>6}
+", o[0], o[1], o[2], s[0], s[1], s[2]);
+    let _ = fs::write(out().join("faults-delay.txt"), &table);
+    eprintln!("{table}");
+    for ms in &o {
+        let ms: f64 = ms.parse().unwrap_or(0.0);
+        assert!((300.0..5000.0).contains(&ms), "a delayed completion took {ms} ms:
+{table}");
+    }
+}
+
+/// An application driven by completion events, with its completions
+/// delayed: it still completes, each exchange held back.
+#[test]
+fn an_event_driven_application_completes_with_delayed_completions() {
+    let (ours, stock) = ("faults_app_rc_pingpong_delay.ours", "faults_app_rc_pingpong_delay.stock");
+    for l in [ours, stock] {
+        assert_eq!(app_field(l, "cli_exit"), "0", "{l}: client:\n{}", read(&format!("{l}.cli")));
+        assert_eq!(app_field(l, "srv_exit"), "0", "{l}: server:\n{}", read(&format!("{l}.srv")));
+    }
+    assert!(served_by_ours(ours), "not served by rxe_rs");
+    // "<n> iters in <s> seconds = <u> usec/iter": 10 exchanges, each waiting
+    // at least one delayed completion of 100 ms.
+    let usec = |l: &str| -> f64 {
+        let cli = read(&format!("{l}.cli"));
+        let line = cli.lines().find(|x| x.contains("usec/iter")).unwrap_or_else(|| panic!("{l}: no usec/iter:\n{cli}")).to_string();
+        line.split_whitespace().rev().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{l}: {line}"))
+    };
+    let (o, s) = (usec(ours), usec(stock));
+    eprintln!("rc_pingpong -e, 10 iterations: ours with delay=100: {o} usec/iter; stock without: {s} usec/iter");
+    assert!(o >= 100_000.0, "ours with 100 ms delays took {o} usec/iter");
 }
 
 /// `<key>=<value>` of a faults_app run's summary line.
