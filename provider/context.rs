@@ -288,6 +288,31 @@ fn relayed_async_fd(ctx: &Context, kernel_fd: c_int) -> c_int {
 }
 
 impl Context {
+    /// Runs `f` (a create command) with the kernel's event file as
+    /// `async_fd`, where the context has a relay: libibverbs names that fd
+    /// in the command, and the kernel accepts only its own file
+    /// (crate::fault_events).
+    pub(crate) fn with_kernel_async_fd<R>(&self, f: impl FnOnce() -> R) -> R {
+        let Some(relay) = self.events() else { return f() };
+        // SAFETY: the field is inside our live context.
+        let field = unsafe { core::ptr::addr_of_mut!((*self.raw()).async_fd) };
+        let set = |fd| {
+            let mut n = relay.creating.lock().unwrap_or_else(|e| e.into_inner());
+            *n = if fd == relay.kernel_fd { *n + 1 } else { *n - 1 };
+            // The first create in swaps the file in, the last out puts the
+            // application's end back. Volatile: libibverbs reads the field
+            // in other threads without a lock.
+            if (fd == relay.kernel_fd && *n == 1) || (fd == relay.app_fd && *n == 0) {
+                // SAFETY: an int inside our live context.
+                unsafe { field.write_volatile(fd) };
+            }
+        };
+        set(relay.kernel_fd);
+        let r = f();
+        set(relay.app_fd);
+        r
+    }
+
     /// The relay injected events go to, if this context has one.
     pub(crate) fn events(&self) -> Option<&crate::fault_events::Relay> {
         // SAFETY: set once before the context was handed out; freed only

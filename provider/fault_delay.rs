@@ -8,11 +8,11 @@
 //! is full a newer entry waits for the next free mark, so it is held longer,
 //! never shorter.
 //!
-//! Both ways of polling see only ripe entries; `ibv_req_notify_cq` waits for
-//! every held entry to ripen before it arms, so that an application driven
-//! by completion events (which the kernel raised when the entries arrived,
-//! not when they ripen, and raises no more for them) finds them all when it
-//! polls after arming.
+//! Both ways of polling see only ripe entries; `ibv_req_notify_cq` arms,
+//! then returns only once every held entry has ripened, so that an
+//! application driven by completion events (which the kernel raised when
+//! the entries arrived, not when they ripen, and raises none for those that
+//! arrived before the arm) finds them all when it polls after arming.
 
 use crate::cq::Cq;
 use std::collections::VecDeque;

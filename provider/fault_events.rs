@@ -9,6 +9,14 @@
 //! stream, and may poll it or make it non-blocking as they would the
 //! kernel's. Without an event rule nothing of this exists.
 //!
+//! libibverbs hands `async_fd` to the kernel too: the ioctl commands that
+//! create a CQ, QP, SRQ or WQ name it as the file the object's events go
+//! to, and the kernel refuses anything but its own event file (EBADF). Our
+//! creates therefore run with the kernel's file in `async_fd`
+//! (Context::with_kernel_async_fd). An application thread that reads
+//! `async_fd` just then reads the kernel's file directly: it gets kernel
+//! events only, until its read returns.
+//!
 //! libibverbs counts the events an application acknowledged on each QP and
 //! CQ, and their destroy waits until that count equals the kernel's count
 //! of events it reported. The kernel never knew of ours, so destroy
@@ -22,7 +30,11 @@ use std::thread::JoinHandle;
 
 /// One context's relay.
 pub(crate) struct Relay {
-    kernel_fd: RawFd,
+    pub(crate) kernel_fd: RawFd,
+    /// The application's end: the context's `async_fd`.
+    pub(crate) app_fd: RawFd,
+    /// Create commands running with the kernel's file as `async_fd`.
+    pub(crate) creating: Mutex<u32>,
     /// The end we write into; the application reads the other.
     ours: RawFd,
     /// Written to stop the thread (an eventfd).
@@ -48,7 +60,7 @@ pub(crate) fn attach(kernel_fd: RawFd) -> Result<(Box<Relay>, RawFd)> {
     }
     let thread = std::thread::Builder::new().name("rxe_rs-events".into()).spawn(move || relay(kernel_fd, ours, stop));
     match thread {
-        Ok(t) => Ok((Box::new(Relay { kernel_fd, ours, stop, thread: Some(t) }), app)),
+        Ok(t) => Ok((Box::new(Relay { kernel_fd, app_fd: app, creating: Mutex::new(0), ours, stop, thread: Some(t) }), app)),
         Err(_) => {
             close_all(&[app, ours, stop]);
             Err(Errno(libc::EAGAIN))

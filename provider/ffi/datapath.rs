@@ -178,15 +178,18 @@ unsafe extern "C" fn create_cq(ctx: *mut ibv_context, cqe: c_int, channel: *mut 
     ret_ptr(guarded("create_cq", || {
         injected(Verb::CreateCq, || format!("create_cq of {cqe} entries"))?;
         // SAFETY: ctx is our context.
-        cq::create(unsafe { Context::from_raw(ctx) }, cqe, channel, comp_vector).map(Cq::leak)
+        let ctx = unsafe { Context::from_raw(ctx) };
+        ctx.with_kernel_async_fd(|| cq::create(ctx, cqe, channel, comp_vector)).map(Cq::leak)
     }))
 }
 
 unsafe extern "C" fn create_cq_ex(ctx: *mut ibv_context, attr: *mut ibv_cq_init_attr_ex) -> *mut ibv_cq_ex {
     ret_ptr(guarded("create_cq_ex", || {
         injected(Verb::CreateCq, || "create_cq_ex".into())?;
-        // SAFETY: ctx is our context; attr was checked by libibverbs.
-        let mut cq = unsafe { cq::create_ex(Context::from_raw(ctx), attr) }?;
+        // SAFETY: ctx is our context.
+        let ctx = unsafe { Context::from_raw(ctx) };
+        // SAFETY: attr was checked by libibverbs.
+        let mut cq = ctx.with_kernel_async_fd(|| unsafe { cq::create_ex(ctx, attr) })?;
         // SAFETY: as above.
         install_cq_readers(cq.ex_mut(), unsafe { (*attr).wc_flags });
         Ok(Cq::leak(cq).cast::<ibv_cq_ex>())
@@ -234,9 +237,10 @@ fn poll_with_faults(cq: &Cq, out: &mut [MaybeUninit<ibv_wc>]) -> Result<usize> {
     Ok(n)
 }
 
-/// While completions are delayed, arming waits for every held one to
-/// ripen: the kernel raised their events when they arrived, and the
-/// application polls after arming.
+/// While completions are delayed, arming returns only once every held one
+/// has ripened: the kernel raised no event for those that arrived before
+/// the arm (or raised it when they arrived, not when they ripen), and the
+/// application polls after arming. Those arriving later raise their own.
 #[cold]
 fn wait_for_held(cq: &Cq) {
     let Some(delay) = fault::delay() else { return };
@@ -250,11 +254,12 @@ unsafe extern "C" fn req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_
     no_unwind("req_notify_cq", libc::EIO, || {
         // SAFETY: cq is ours and live; its context is ours.
         let (ctx, handle) = unsafe { (Context::from_raw((*cq).context), (*cq).handle) };
-        if fault::active() {
+        let r = ret_int(crate::uverbs_ioctl::req_notify_cq(ctx.cmd_fd(), handle, solicited_only != 0, &ctx.doorbell_via_ioctl));
+        if r == 0 && fault::active() {
             // SAFETY: cq is ours.
             wait_for_held(unsafe { Cq::from_raw(cq) });
         }
-        ret_int(crate::uverbs_ioctl::req_notify_cq(ctx.cmd_fd(), handle, solicited_only != 0, &ctx.doorbell_via_ioctl))
+        r
     })
 }
 
@@ -439,8 +444,10 @@ fn install_cq_readers(ex: &mut ibv_cq_ex, wc_flags: u64) {
 unsafe extern "C" fn create_qp(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> *mut ibv_qp {
     ret_ptr(guarded("create_qp", || {
         injected(Verb::CreateQp, || "create_qp".into())?;
-        // SAFETY: pd is ours (so is its context); attr the application's.
-        let q = unsafe { qp::create(Context::from_raw((*pd).context), pd, attr) }.map(Qp::leak)?;
+        // SAFETY: pd is ours (so is its context).
+        let ctx = unsafe { Context::from_raw((*pd).context) };
+        // SAFETY: attr is the application's.
+        let q = ctx.with_kernel_async_fd(|| unsafe { qp::create(ctx, pd, attr) }).map(Qp::leak)?;
         remember_qp(q);
         Ok(q)
     }))
@@ -449,8 +456,10 @@ unsafe extern "C" fn create_qp(pd: *mut ibv_pd, attr: *mut ibv_qp_init_attr) -> 
 unsafe extern "C" fn create_qp_ex(ctx: *mut ibv_context, attr: *mut ibv_qp_init_attr_ex) -> *mut ibv_qp {
     ret_ptr(guarded("create_qp_ex", || {
         injected(Verb::CreateQp, || "create_qp_ex".into())?;
-        // SAFETY: ctx is ours; attr the application's.
-        let mut q = unsafe { qp::create_ex(Context::from_raw(ctx), attr) }?;
+        // SAFETY: ctx is ours.
+        let ctx = unsafe { Context::from_raw(ctx) };
+        // SAFETY: attr is the application's.
+        let mut q = ctx.with_kernel_async_fd(|| unsafe { qp::create_ex(ctx, attr) })?;
         // SAFETY: as above.
         let a = unsafe { &*attr };
         if a.comp_mask & ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS != 0 {
@@ -678,13 +687,21 @@ fn install_send_ops(ex45: &mut ibv_qp_ex_45, flags: u64) {
 // ---- SRQ
 
 unsafe extern "C" fn create_srq(pd: *mut ibv_pd, attr: *mut ibv_srq_init_attr) -> *mut ibv_srq {
-    // SAFETY: pd is ours (so is its context).
-    ret_ptr(guarded("create_srq", || unsafe { srq::create(Context::from_raw((*pd).context), pd, attr) }.map(Srq::leak)))
+    ret_ptr(guarded("create_srq", || {
+        // SAFETY: pd is ours (so is its context).
+        let ctx = unsafe { Context::from_raw((*pd).context) };
+        // SAFETY: attr is the application's.
+        ctx.with_kernel_async_fd(|| unsafe { srq::create(ctx, pd, attr) }).map(Srq::leak)
+    }))
 }
 
 unsafe extern "C" fn create_srq_ex(ctx: *mut ibv_context, attr: *mut ibv_srq_init_attr_ex) -> *mut ibv_srq {
-    // SAFETY: ctx is ours.
-    ret_ptr(guarded("create_srq_ex", || unsafe { srq::create_ex(Context::from_raw(ctx), attr) }.map(Srq::leak)))
+    ret_ptr(guarded("create_srq_ex", || {
+        // SAFETY: ctx is ours.
+        let ctx = unsafe { Context::from_raw(ctx) };
+        // SAFETY: attr is the application's.
+        ctx.with_kernel_async_fd(|| unsafe { srq::create_ex(ctx, attr) }).map(Srq::leak)
+    }))
 }
 
 unsafe extern "C" fn modify_srq(s: *mut ibv_srq, attr: *mut ibv_srq_attr, mask: c_int) -> c_int {
