@@ -20,7 +20,7 @@
 //! libibverbs counts the events an application acknowledged on each QP and
 //! CQ, and their destroy waits until that count equals the kernel's count
 //! of events it reported. The kernel never knew of ours, so destroy
-//! subtracts them first ([`before_destroy_qp`], [`before_destroy_cq`]).
+//! subtracts them first ([`AckCount::before_destroy`]).
 
 use crate::abi::sys::*;
 use crate::cmd::{Errno, Result};
@@ -162,60 +162,56 @@ fn take_count(object: usize) -> u32 {
     all.iter().position(|(o, _)| *o == object).map_or(0, |i| all.swap_remove(i).1)
 }
 
-/// Takes a QP's injected events out of libibverbs' count of acknowledged
-/// ones, before `ibv_cmd_destroy_qp` compares it with the kernel's count;
-/// returns what to hand [`after_failed_destroy_qp`]. With wrapping
-/// arithmetic, an injected event not yet acknowledged keeps destroy
-/// waiting for it, as a kernel event would.
-///
-/// # Safety
-/// `qp` is a live QP of ours.
-pub(crate) unsafe fn before_destroy_qp(qp: *mut ibv_qp) -> u32 {
-    let n = take_count(qp as usize);
-    if n != 0 {
-        // SAFETY: per the contract; the mutex is libibverbs' lock of the count.
-        unsafe { adjust(core::ptr::addr_of_mut!((*qp).mutex), core::ptr::addr_of_mut!((*qp).events_completed), n.wrapping_neg()) };
-    }
-    n
+/// Where libibverbs counts the events an application acknowledged on one
+/// object, and the lock it takes to change the count.
+pub(crate) struct AckCount {
+    object: usize,
+    mutex: *mut pthread_mutex_t,
+    count: *mut u32,
 }
 
-/// Puts the count back when the kernel refused the destroy.
+/// A QP's count.
 ///
 /// # Safety
-/// As for [`before_destroy_qp`].
-pub(crate) unsafe fn after_failed_destroy_qp(qp: *mut ibv_qp, n: u32) {
-    if n != 0 {
-        // SAFETY: per the contract.
-        unsafe { adjust(core::ptr::addr_of_mut!((*qp).mutex), core::ptr::addr_of_mut!((*qp).events_completed), n) };
-        for _ in 0..n {
-            count(qp as usize);
+/// `qp` is a live QP of ours, and stays so while the result is used.
+pub(crate) unsafe fn qp_acks(qp: *mut ibv_qp) -> AckCount {
+    // SAFETY: per the contract; addr_of_mut! makes no reference.
+    unsafe { AckCount { object: qp as usize, mutex: core::ptr::addr_of_mut!((*qp).mutex), count: core::ptr::addr_of_mut!((*qp).events_completed) } }
+}
+
+/// A CQ's count of asynchronous events.
+///
+/// # Safety
+/// As for [`qp_acks`].
+pub(crate) unsafe fn cq_acks(cq: *mut ibv_cq) -> AckCount {
+    // SAFETY: per the contract.
+    unsafe { AckCount { object: cq as usize, mutex: core::ptr::addr_of_mut!((*cq).mutex), count: core::ptr::addr_of_mut!((*cq).async_events_completed) } }
+}
+
+impl AckCount {
+    /// Takes the object's injected events out of libibverbs' count of
+    /// acknowledged ones, before `ibv_cmd_destroy_*` compares it with the
+    /// kernel's count; returns what to hand [`AckCount::destroy_failed`].
+    /// With wrapping arithmetic, an injected event not yet acknowledged
+    /// keeps destroy waiting for it, as a kernel event would.
+    pub(crate) fn before_destroy(&self) -> u32 {
+        let n = take_count(self.object);
+        if n != 0 {
+            // SAFETY: the object is live (qp_acks/cq_acks); the mutex is
+            // libibverbs' lock of the count.
+            unsafe { adjust(self.mutex, self.count, n.wrapping_neg()) };
         }
+        n
     }
-}
 
-/// As [`before_destroy_qp`], for a CQ's asynchronous events.
-///
-/// # Safety
-/// `cq` is a live CQ of ours.
-pub(crate) unsafe fn before_destroy_cq(cq: *mut ibv_cq) -> u32 {
-    let n = take_count(cq as usize);
-    if n != 0 {
-        // SAFETY: per the contract.
-        unsafe { adjust(core::ptr::addr_of_mut!((*cq).mutex), core::ptr::addr_of_mut!((*cq).async_events_completed), n.wrapping_neg()) };
-    }
-    n
-}
-
-/// As [`after_failed_destroy_qp`], for a CQ.
-///
-/// # Safety
-/// As for [`before_destroy_cq`].
-pub(crate) unsafe fn after_failed_destroy_cq(cq: *mut ibv_cq, n: u32) {
-    if n != 0 {
-        // SAFETY: per the contract.
-        unsafe { adjust(core::ptr::addr_of_mut!((*cq).mutex), core::ptr::addr_of_mut!((*cq).async_events_completed), n) };
-        for _ in 0..n {
-            count(cq as usize);
+    /// Puts the count back when the kernel refused the destroy.
+    pub(crate) fn destroy_failed(&self, n: u32) {
+        if n != 0 {
+            // SAFETY: as above.
+            unsafe { adjust(self.mutex, self.count, n) };
+            for _ in 0..n {
+                count(self.object);
+            }
         }
     }
 }

@@ -274,14 +274,14 @@ unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
     if !fault::active() {
         return ret_int(guarded("destroy_cq", destroy));
     }
-    // SAFETY: cq is ours and live until destroy succeeds.
-    let injected = unsafe { fault_events::before_destroy_cq(cq) };
+    // SAFETY: cq is ours and live until destroy succeeds; not used after.
+    let acks = unsafe { fault_events::cq_acks(cq) };
+    let injected = acks.before_destroy();
     let r = ret_int(guarded("destroy_cq", destroy));
     if r == 0 {
         fault_delay::forget(cq as usize);
     } else {
-        // SAFETY: the CQ lives on.
-        unsafe { fault_events::after_failed_destroy_cq(cq, injected) };
+        acks.destroy_failed(injected);
     }
     r
 }
@@ -500,13 +500,13 @@ unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
     // completion error must not move a QP being destroyed.
     let mut qps = fault::QPS.lock().unwrap_or_else(|e| e.into_inner());
     let entry = qps.iter().position(|&(_, p)| p == q as usize).map(|i| qps.swap_remove(i));
-    // SAFETY: q is live until destroy succeeds.
-    let injected = unsafe { fault_events::before_destroy_qp(q) };
+    // SAFETY: q is live until destroy succeeds; not used after.
+    let acks = unsafe { fault_events::qp_acks(q) };
+    let injected = acks.before_destroy();
     let r = ret_int(guarded("destroy_qp", destroy));
     if r != 0 {
         qps.extend(entry);
-        // SAFETY: the QP lives on.
-        unsafe { fault_events::after_failed_destroy_qp(q, injected) };
+        acks.destroy_failed(injected);
     }
     r
 }
