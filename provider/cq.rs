@@ -230,6 +230,58 @@ impl Cq {
         Some((ring.consumer_index(), ring.producer_index_acquire(), ring.mask()))
     }
 
+    /// [`Cq::poll`] when no slow path is wanted (`valgrind::slow_path()`
+    /// false): one look at the kernel's index per call, each completion
+    /// copied whole, one hand-back at the end.
+    ///
+    /// # Safety
+    /// `out` has room for `ne` completions (the verbs API's contract).
+    #[inline(always)]
+    pub(crate) unsafe fn poll_fast(&self, out: *mut ibv_wc, ne: usize) -> Result<usize> {
+        let p = self.polling.lock_fast();
+        let ring = p.ring.as_ref().map_err(|&e| e)?;
+        let cons = ring.consumer_index();
+        let ready = ring.producer_index_acquire().wrapping_sub(cons) & ring.mask();
+        let n = (ready as usize).min(ne);
+        for i in 0..n {
+            // SAFETY: the kernel published entries cons..cons+ready (Acquire
+            // above) and gets them back only below; map_ring checked that
+            // a slot holds an ib_uverbs_wc, which has ibv_wc's layout
+            // (asserted at build time); `out` has room per the contract.
+            unsafe { ptr::copy_nonoverlapping(ring.slot_raw(cons.wrapping_add(i as u32)).cast::<ibv_wc>(), out.add(i), 1) };
+        }
+        if n != 0 {
+            ring.release(cons.wrapping_add(n as u32));
+        }
+        Ok(n)
+    }
+
+    /// `ibv_next_poll` on the batch start_poll opened, without a guard.
+    ///
+    /// # Safety
+    /// This thread's start_poll on this CQ succeeded and end_poll has not
+    /// run since (the verbs API's contract).
+    #[inline(always)]
+    pub(crate) unsafe fn next_poll(&self) -> core::result::Result<(), Errno> {
+        // SAFETY: per the contract, start_poll parked the lock on this thread.
+        let p = unsafe { self.polling.held() };
+        // SAFETY: start_poll succeeded only with a ring, and a resize, the
+        // only thing that takes it, needs the lock we hold.
+        let ring = unsafe { p.ring.as_ref().unwrap_unchecked() };
+        if p.exposed {
+            p.cur = next_index(p.cur, ring.mask());
+            // Hand the finished entry back right away, as poll_cq does.
+            ring.release(p.cur);
+        }
+        if p.cur == ring.producer_index_acquire() {
+            p.exposed = false;
+            return Err(Errno(libc::ENOENT));
+        }
+        p.exposed = true;
+        expose_entry(self, ring, p.cur);
+        Ok(())
+    }
+
     /// `ibv_start_poll`: on success the CQ stays locked until the guard is
     /// ended (dropped), through however many C calls that takes.
     // Inlined into its extern "C" entry: one call layer less on the hot path.
@@ -288,26 +340,12 @@ impl<'a> PollGuard<'a> {
         expose_entry(self.cq, self.ring(), self.p.cur);
     }
 
-    /// `ibv_next_poll`: hands the current entry back, exposes the next one.
-    // Inlined into its extern "C" entry: one call layer less on the hot path.
-    #[inline(always)]
+    /// `ibv_next_poll` through the guard (tests drive the poll this way).
+    #[cfg(test)]
     pub(crate) fn next(&mut self) -> Result<()> {
-        let cq = self.cq;
-        // One look at the ring for the whole call.
-        let Polling { ring, cur, exposed } = &mut *self.p;
-        let ring = ring.as_ref().unwrap_or_else(|_| unreachable!("polling guard without a ring"));
-        if *exposed {
-            *cur = next_index(*cur, ring.mask());
-            // Hand the finished entry back right away, as poll_cq does.
-            ring.release(*cur);
-        }
-        if *cur == ring.producer_index_acquire() {
-            *exposed = false;
-            return Err(Errno(libc::ENOENT));
-        }
-        *exposed = true;
-        expose_entry(cq, ring, *cur);
-        Ok(())
+        // SAFETY: the guard holds the lock on this thread, and no reference
+        // into the data through it is live.
+        unsafe { self.cq.next_poll() }
     }
 
     /// The exposed entry, as the ring holds it (tests compare it with

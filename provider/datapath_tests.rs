@@ -49,7 +49,7 @@ impl Kernel {
 
     fn qp(&self, qp_type: u32, sq_slots: u32, rq_slots: u32) -> Box<Qp> {
         let limits = SendLimits { max_sge: 4, max_inline: 64, qp_type, max_msg: 1 << 20 };
-        Qp::for_tests(&self.ctx, Ring::heap(sq_slots, 256), Some(Ring::heap(rq_slots, 128)), limits, 4)
+        Qp::for_tests(&self.ctx, Ring::heap(sq_slots, 512), Some(Ring::heap(rq_slots, 128)), limits, 4)
     }
 }
 
@@ -98,7 +98,7 @@ fn a_list_is_published_with_one_doorbell() {
     let mut sg = [ibv_sge { addr: 0x1000, length: 64, lkey: 1 }];
     let mut wrs = [send_wr(1, op::IBV_WR_SEND, &mut sg), send_wr(2, op::IBV_WR_SEND, &mut sg), send_wr(3, op::IBV_WR_RDMA_WRITE, &mut sg)];
     // SAFETY: a list of live local WRs.
-    unsafe { qp.post_send(chain(&mut wrs)) }.unwrap();
+    unsafe { qp.post_send_fast(chain(&mut wrs)) }.unwrap();
     assert_eq!((sent(&qp), k.doorbells()), (3, 1));
     qp.with_rings(|sq, _| {
         for i in 0..3 {
@@ -117,7 +117,7 @@ fn a_bad_wr_stops_the_list_and_the_rest_still_rings() {
     let mut wrs = [send_wr(1, op::IBV_WR_SEND, &mut sg), send_wr(2, op::IBV_WR_SEND, &mut many), send_wr(3, op::IBV_WR_SEND, &mut sg)];
     let head = chain(&mut wrs);
     // SAFETY: as above.
-    let err = unsafe { qp.post_send(head) }.unwrap_err();
+    let err = unsafe { qp.post_send_fast(head) }.unwrap_err();
     assert_eq!((err.errno, err.bad), (Errno(libc::EINVAL), &mut wrs[1] as *mut _));
     assert_eq!((sent(&qp), k.doorbells()), (1, 1));
 }
@@ -132,12 +132,12 @@ fn full_send_queue_is_enomem_and_wraps_after_the_kernel_consumes() {
         for _ in 0..3 {
             let mut w = send_wr(id, op::IBV_WR_SEND, &mut sg);
             // SAFETY: a live local WR.
-            unsafe { qp.post_send(&mut w) }.unwrap();
+            unsafe { qp.post_send_fast(&mut w) }.unwrap();
             id += 1;
         }
         let mut w = send_wr(99, op::IBV_WR_SEND, &mut sg);
         // SAFETY: as above.
-        let err = unsafe { qp.post_send(&mut w) }.unwrap_err();
+        let err = unsafe { qp.post_send_fast(&mut w) }.unwrap_err();
         assert_eq!((err.errno, err.bad), (Errno(libc::ENOMEM), &mut w as *mut _), "round {round}");
         qp.with_rings(|sq, _| {
             // The last WQE written sits at index id-1 whatever the wrap.
@@ -155,16 +155,16 @@ fn nothing_is_posted_before_rts() {
     qp.set_state_for_tests(ibv_qp_state::IBV_QPS_INIT);
     let mut w = send_wr(1, op::IBV_WR_SEND, &mut []);
     // SAFETY: a live local WR.
-    let err = unsafe { qp.post_send(&mut w) }.unwrap_err();
+    let err = unsafe { qp.post_send_fast(&mut w) }.unwrap_err();
     assert_eq!((err.errno, err.bad), (Errno(libc::EINVAL), &mut w as *mut _));
     assert_eq!((sent(&qp), k.doorbells()), (0, 0));
     // Receives are fine in INIT, not in RESET.
     let mut r = ibv_recv_wr { wr_id: 1, next: ptr::null_mut(), sg_list: ptr::null_mut(), num_sge: 0 };
     // SAFETY: as above.
-    unsafe { qp.post_recv(&mut r) }.unwrap();
+    unsafe { qp.post_recv::<true>(&mut r) }.unwrap();
     qp.set_state_for_tests(ibv_qp_state::IBV_QPS_RESET);
     // SAFETY: as above.
-    assert_eq!(unsafe { qp.post_recv(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
+    assert_eq!(unsafe { qp.post_recv::<true>(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
 }
 
 #[test]
@@ -176,17 +176,17 @@ fn ud_sends_carry_the_ah_and_other_opcodes_are_refused() {
     let mut w = send_wr(1, op::IBV_WR_SEND, &mut sg);
     w.wr.ud = ibv_send_wr__bindgen_ty_2__bindgen_ty_3 { ah: ah.raw(), remote_qpn: 0x42, remote_qkey: 0x1111 };
     // SAFETY: a live local WR with our AH.
-    unsafe { qp.post_send(&mut w) }.unwrap();
+    unsafe { qp.post_send_fast(&mut w) }.unwrap();
     // SAFETY: plain integers.
     qp.with_rings(|sq, _| assert_eq!(unsafe { wqe_at(sq, 0).wr.wr.ud.ah_num }, 7));
     // An RDMA write's union holds a remote address where a UD send has its AH.
     let mut w = send_wr(2, op::IBV_WR_RDMA_WRITE, &mut sg);
     w.wr.rdma.remote_addr = 0xdead_beef;
     // SAFETY: a live local WR; the remote address must never be read as an AH.
-    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
+    assert_eq!(unsafe { qp.post_send_fast(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
     let mut w = send_wr(3, op::IBV_WR_SEND, &mut sg);
     // SAFETY: as above.
-    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL), "no AH");
+    assert_eq!(unsafe { qp.post_send_fast(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL), "no AH");
     assert_eq!((sent(&qp), k.doorbells()), (1, 1));
 }
 
@@ -198,14 +198,14 @@ fn inline_length_wrap_and_null_lists_are_refused_unwritten() {
     let mut w = send_wr(1, op::IBV_WR_SEND, &mut sg);
     w.send_flags = ibv_send_flags::IBV_SEND_INLINE;
     // SAFETY: refused before the (bogus) inline addresses are read.
-    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
+    assert_eq!(unsafe { qp.post_send_fast(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
     let mut w = send_wr(2, op::IBV_WR_SEND, &mut []);
     w.num_sge = 1;
     // SAFETY: the NULL list must be refused, not read.
-    assert_eq!(unsafe { qp.post_send(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
+    assert_eq!(unsafe { qp.post_send_fast(&mut w) }.unwrap_err().errno, Errno(libc::EINVAL));
     let mut r = ibv_recv_wr { wr_id: 1, next: ptr::null_mut(), sg_list: ptr::null_mut(), num_sge: 1 };
     // SAFETY: as above.
-    assert_eq!(unsafe { qp.post_recv(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
+    assert_eq!(unsafe { qp.post_recv::<true>(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
     assert_eq!((sent(&qp), k.doorbells()), (0, 0));
     qp.with_rings(|_, rq| assert_eq!(rq.unwrap().sim_pending(), 0));
 }
@@ -219,15 +219,15 @@ fn receives_wrap_around_on_qp_and_srq() {
     for _ in 0..10 {
         let mut r = ibv_recv_wr { wr_id: 5, next: ptr::null_mut(), sg_list: sg.as_mut_ptr(), num_sge: 1 };
         // SAFETY: a live local WR.
-        unsafe { qp.post_recv(&mut r) }.unwrap();
+        unsafe { qp.post_recv::<true>(&mut r) }.unwrap();
         // SAFETY: as above.
-        unsafe { srq.post_recv(&mut r) }.unwrap();
+        unsafe { srq.post_recv::<true>(&mut r) }.unwrap();
         qp.with_rings(|_, rq| rq.unwrap().sim_consume(1));
         srq.with_ring(|ring| ring.sim_consume(1));
     }
     let mut r = ibv_recv_wr { wr_id: 6, next: ptr::null_mut(), sg_list: sg.as_mut_ptr(), num_sge: 3 };
     // SAFETY: as above.
-    let err = unsafe { srq.post_recv(&mut r) }.unwrap_err();
+    let err = unsafe { srq.post_recv::<true>(&mut r) }.unwrap_err();
     assert_eq!((err.errno, err.bad), (Errno(libc::EINVAL), &mut r as *mut _));
     assert_eq!(k.doorbells(), 0, "receives need no doorbell");
 }
@@ -396,7 +396,7 @@ fn flush_and_atomic_write_through_post_send_are_refused_unposted() {
         let mut sg = [ibv_sge { addr: 0x1000, length: 8, lkey: 1 }];
         let mut wr = send_wr(7, opcode, &mut sg);
         // SAFETY: a valid one-WR list on our stack.
-        let e = unsafe { qp.post_send(&mut wr) }.unwrap_err();
+        let e = unsafe { qp.post_send_fast(&mut wr) }.unwrap_err();
         assert_eq!((e.errno, e.bad), (Errno(libc::EINVAL), &mut wr as *mut _));
     }
     assert_eq!((sent(&qp), k.doorbells()), (0, 0));
@@ -410,7 +410,7 @@ fn messages_longer_than_the_ports_limit_are_refused_unposted() {
     let mut sg = [ibv_sge { addr: 0x1000, length: (1 << 20) + 1, lkey: 1 }];
     let mut wr = send_wr(1, op::IBV_WR_RDMA_WRITE, &mut sg);
     // SAFETY: a valid one-WR list on our stack.
-    let e = unsafe { qp.post_send(&mut wr) }.unwrap_err();
+    let e = unsafe { qp.post_send_fast(&mut wr) }.unwrap_err();
     assert_eq!((e.errno, e.bad), (Errno(libc::EINVAL), &mut wr as *mut _));
     let two = [ibv_sge { addr: 0x1000, length: 1 << 19, lkey: 1 }, ibv_sge { addr: 0x2000, length: (1 << 19) + 1, lkey: 1 }];
     // SAFETY: batches on this thread, each ended; the list outlives them.
@@ -429,6 +429,62 @@ fn messages_longer_than_the_ports_limit_are_refused_unposted() {
     sg[0].length = 1 << 20;
     let mut wr = send_wr(2, op::IBV_WR_RDMA_WRITE, &mut sg);
     // SAFETY: as above.
-    unsafe { qp.post_send(&mut wr) }.unwrap();
+    unsafe { qp.post_send_fast(&mut wr) }.unwrap();
     assert_eq!((sent(&qp), k.doorbells()), (1, 1));
+}
+
+/// The fast path writes what the general path writes, in every word the
+/// kernel reads: the header's first 56 bytes (the union arms the kernel
+/// reads with an ah_num), its last 64 (status to dma) and the payload. The
+/// one difference is librxe's: `ex` carries imm_data for every opcode.
+#[test]
+fn the_fast_path_writes_what_the_general_path_writes() {
+    let k = Kernel::new();
+    let ah = Ah::for_tests(5);
+    let data = *b"0123456789abcdef0123456789abcdef";
+    for (qp_type, opcode, inline) in [
+        (ibv_qp_type::IBV_QPT_RC, op::IBV_WR_SEND, false),
+        (ibv_qp_type::IBV_QPT_RC, op::IBV_WR_SEND_WITH_IMM, false),
+        (ibv_qp_type::IBV_QPT_RC, op::IBV_WR_RDMA_WRITE, false),
+        (ibv_qp_type::IBV_QPT_RC, op::IBV_WR_RDMA_WRITE_WITH_IMM, true),
+        (ibv_qp_type::IBV_QPT_RC, op::IBV_WR_RDMA_READ, false),
+        (ibv_qp_type::IBV_QPT_UC, op::IBV_WR_SEND, true),
+        (ibv_qp_type::IBV_QPT_UD, op::IBV_WR_SEND, false),
+        (ibv_qp_type::IBV_QPT_UD, op::IBV_WR_SEND_WITH_IMM, true),
+    ] {
+        let mut sg = [ibv_sge { addr: data.as_ptr() as u64, length: data.len() as u32, lkey: 9 }];
+        let mut w = send_wr(0x77, opcode, &mut sg);
+        w.send_flags = ibv_send_flags::IBV_SEND_SIGNALED | if inline { ibv_send_flags::IBV_SEND_INLINE } else { 0 };
+        if qp_type == ibv_qp_type::IBV_QPT_UD {
+            w.wr.ud = ibv_send_wr__bindgen_ty_2__bindgen_ty_3 { ah: ah.raw(), remote_qpn: 0x42, remote_qkey: 0x1111 };
+        } else {
+            w.wr.rdma = ibv_send_wr__bindgen_ty_2__bindgen_ty_1 { remote_addr: 0xabc000, rkey: 0x55 };
+        }
+        if matches!(opcode, op::IBV_WR_SEND_WITH_IMM | op::IBV_WR_RDMA_WRITE_WITH_IMM) {
+            w.__bindgen_anon_1.imm_data = 0x1234_5678;
+        }
+        let mut slots = Vec::new();
+        for fast in [false, true] {
+            let qp = k.qp(qp_type, 8, 8);
+            // Dirty slots: whatever the path leaves unwritten shows.
+            qp.with_rings(|sq, _| {
+                // SAFETY: no producer runs; the test owns the ring.
+                unsafe { ptr::write_bytes(sq.slot_raw(0), 0xa5, sq.elem_size()) }
+            });
+            // SAFETY: a live local WR; the AH is ours.
+            let r = unsafe { if fast { qp.post_send_fast(&mut w) } else { qp.post_send(&mut w) } };
+            r.unwrap();
+            slots.push(qp.with_rings(|sq, _| sq.sim_slot(0).to_vec()));
+        }
+        let (general, fast) = (&slots[0], &slots[1]);
+        let what = format!("opcode {opcode} on QP type {qp_type}, inline {inline}");
+        let payload = SEND_HEADER + if inline { data.len() } else { size_of::<ibv_sge>() };
+        assert_eq!(general[..20], fast[..20], "{what}");
+        assert_eq!(general[24..56], fast[24..56], "{what}");
+        assert_eq!(general[144..payload], fast[144..payload], "{what}");
+        let ex = u32::from_ne_bytes(fast[20..24].try_into().unwrap());
+        // SAFETY: plain u32 bits.
+        assert_eq!(ex, unsafe { w.__bindgen_anon_1.imm_data }, "{what}");
+    }
+    assert!(k.doorbells() > 0);
 }

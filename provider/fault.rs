@@ -317,6 +317,7 @@ pub(crate) fn init() {
         return;
     }
     ACTIVE.store(true, Ordering::Release);
+    crate::valgrind::want_slow_path();
 }
 
 /// Whether any rule is armed: the one check the data path pays.

@@ -11,13 +11,15 @@ use crate::abi::newer_kernels;
 use crate::context::{Context, Features, MissingInKernel, ATOMIC_WRITE_SINCE, FLUSH_SINCE};
 use crate::mr::{next_rkey, Mw};
 use crate::object::{self, Object};
-use crate::queue::{Producer, ProducerState, Ring, SpinLock};
+use crate::queue::{next_index, Producer, ProducerState, Ring, SpinLock};
+use crate::uverbs_ioctl::PreparedDoorbell;
+use std::os::fd::RawFd;
 use crate::recv::RecvQueue;
 use crate::wqe::{self, MwBind, PostError, Refusal, SendLimits, UdAddress};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::fmt;
-use core::mem::MaybeUninit;
+use core::mem::{size_of, MaybeUninit};
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -102,6 +104,12 @@ pub(crate) struct Qp {
     /// `ibv_qp_ex` ends with `wr_flush`); rdma-core 44's is its prefix.
     vqp: UnsafeCell<verbs_qp_45>,
     limits: SendLimits,
+    /// What ibv_post_send's fast path takes, from the limits and the ring.
+    fast: FastSend,
+    /// The send doorbell's request, built at creation.
+    doorbell: PreparedDoorbell,
+    /// The context's command fd, where the doorbell rings.
+    cmd_fd: RawFd,
     sq: SpinLock<SendQueue>,
     /// None when the QP takes its receives from an SRQ.
     rq: Option<SpinLock<RecvQueue>>,
@@ -113,6 +121,44 @@ object::boxed_object!(Qp, ibv_qp, vqp);
 // (the state atomically) what libibverbs writes, and write it before the QP
 // is handed out.
 unsafe impl Sync for Qp {}
+
+/// The WRs ibv_post_send writes without the general checks: exactly those
+/// for which every check of `wqe::check_send` is then known to pass (one
+/// SGE, an opcode with no operands to check, lengths within the limits).
+/// Fixed at creation, from the limits and the send ring's slot size.
+#[derive(Clone, Copy, Debug)]
+struct FastSend {
+    /// Bit n set: opcode n takes the fast path (sends and RDMA the
+    /// transport allows; none when a slot cannot hold one SGE).
+    ops: u32,
+    /// Inline bytes the fast path copies: max_inline_data, within the slot.
+    max_inline: u32,
+    /// The port's max_msg_sz, u32::MAX when unknown (no limit).
+    max_msg: u32,
+    ud: bool,
+}
+
+/// Opcodes whose union arm is the rdma one (remote address and rkey).
+const RDMA_OPS: u32 = (1 << op::IBV_WR_RDMA_WRITE) | (1 << op::IBV_WR_RDMA_WRITE_WITH_IMM) | (1 << op::IBV_WR_RDMA_READ);
+/// Opcodes the fast path can take at all.
+const FAST_OPS: u32 = RDMA_OPS | (1 << op::IBV_WR_SEND) | (1 << op::IBV_WR_SEND_WITH_IMM);
+
+impl FastSend {
+    fn new(l: &SendLimits, slot_size: usize) -> FastSend {
+        let room = slot_size.saturating_sub(wqe::SEND_HEADER);
+        let ops = if l.max_sge >= 1 && room >= size_of::<ibv_sge>() {
+            (0..32).filter(|&o| FAST_OPS & (1 << o) != 0 && wqe::opcode_allowed(o, l.qp_type)).fold(0, |m, o| m | 1 << o)
+        } else {
+            0
+        };
+        FastSend {
+            ops,
+            max_inline: l.max_inline.min(u32::try_from(room).unwrap_or(u32::MAX)),
+            max_msg: if l.max_msg == 0 { u32::MAX } else { l.max_msg },
+            ud: l.qp_type == ibv_qp_type::IBV_QPT_UD,
+        }
+    }
+}
 
 /// The requested capabilities, for refusal messages.
 struct CapHint(ibv_qp_cap);
@@ -150,11 +196,6 @@ impl Qp {
         unsafe { (*self.base()).qp_num }
     }
 
-    fn handle(&self) -> u32 {
-        // SAFETY: set at creation, never changed.
-        unsafe { (*self.base()).handle }
-    }
-
     /// The extended QP in rdma-core 45+'s layout (44's is its prefix), to
     /// install the send functions before the QP is handed out.
     pub(crate) fn ex45_mut(&mut self) -> &mut ibv_qp_ex_45 {
@@ -166,12 +207,17 @@ impl Qp {
     pub(crate) fn for_tests(ctx: &Context, sq: Ring, rq: Option<Ring>, limits: SendLimits, max_recv_sge: u32) -> Box<Qp> {
         // SAFETY: all-zero is a valid verbs_qp_45.
         let mut vqp: verbs_qp_45 = unsafe { core::mem::zeroed() };
+        // What map_rings checks of the kernel's rings.
+        assert!(sq.elem_size() as u64 >= wqe::send_slot_needed(limits.max_sge.max(1), limits.max_inline));
         vqp.qp_ex.v44.qp_base.context = ctx.raw();
         vqp.qp_ex.v44.qp_base.state = ibv_qp_state::IBV_QPS_RTS;
         vqp.qp_ex.v44.qp_base.qp_type = limits.qp_type;
         object::try_box(Qp {
             vqp: UnsafeCell::new(vqp),
             limits,
+            fast: FastSend::new(&limits, sq.elem_size()),
+            doorbell: PreparedDoorbell::new(0),
+            cmd_fd: ctx.cmd_fd(),
             sq: SpinLock::new(SendQueue { ring: sq, ssn: 0, batch: Batch::default() }),
             rq: rq.map(|ring| SpinLock::new(RecvQueue { ring, max_sge: max_recv_sge })),
         })
@@ -209,7 +255,9 @@ struct Granted {
 /// Maps a new QP's rings and checks each slot holds what the kernel granted.
 fn map_rings(ctx: &Context, g: &Granted) -> core::result::Result<(Ring, Option<Ring>), (Errno, &'static str)> {
     let sq = Ring::map(ctx.cmd_fd(), &g.resp.sq_mi).map_err(|e| (e, "mapping the send ring failed"))?;
-    if (sq.elem_size() as u64) < wqe::send_slot_needed(g.cap.max_send_sge, g.cap.max_inline_data) {
+    // At least one SGE's room: the ibv_wr_set_sge setter writes one whatever
+    // max_send_sge is (the kernel's power-of-two slots always have it).
+    if (sq.elem_size() as u64) < wqe::send_slot_needed(g.cap.max_send_sge.max(1), g.cap.max_inline_data) {
         return Err((Errno(libc::EINVAL), "send slots are smaller than the granted max_send_sge / max_inline_data need"));
     }
     let rq = if g.has_srq {
@@ -251,6 +299,9 @@ fn with_new_qp(ctx: &Context, what: &str, create: impl FnOnce(*mut verbs_qp_45) 
     // initialized above, the whole Qp is.
     unsafe {
         ptr::addr_of_mut!((*p).limits).write(limits);
+        ptr::addr_of_mut!((*p).fast).write(FastSend::new(&limits, sq.elem_size()));
+        ptr::addr_of_mut!((*p).doorbell).write(PreparedDoorbell::new((*vqp).qp_ex.v44.qp_base.handle));
+        ptr::addr_of_mut!((*p).cmd_fd).write(ctx.cmd_fd());
         ptr::addr_of_mut!((*p).sq).write(SpinLock::new(SendQueue { ring: sq, ssn: 0, batch: Batch::default() }));
         ptr::addr_of_mut!((*p).rq).write(rq.map(|ring| SpinLock::new(RecvQueue { ring, max_sge: g.cap.max_recv_sge })));
     }
@@ -404,6 +455,105 @@ impl SendOp {
     }
 }
 
+/// A WR the fast path takes: its one SGE, and its address on a UD QP.
+#[derive(Clone, Copy)]
+struct FastOne {
+    sge: ibv_sge,
+    inline: bool,
+    arm: [u64; 4],
+    iova: u64,
+}
+
+/// The WR as the fast path writes it, or None when it needs the general
+/// checks: exactly when all of them would pass (see [`FastSend`]).
+///
+/// # Safety
+/// The WR's pointers follow the verbs API's contract.
+#[inline(always)]
+unsafe fn fast_one(fast: &FastSend, w: &ibv_send_wr) -> Option<FastOne> {
+    let opcode = w.opcode;
+    if w.num_sge != 1 || w.sg_list.is_null() || opcode >= 32 || fast.ops & (1 << opcode) == 0 {
+        return None;
+    }
+    // SAFETY: one entry at a non-null sg_list, per the contract.
+    let sge = unsafe { *w.sg_list };
+    let inline = w.send_flags & ibv_send_flags::IBV_SEND_INLINE != 0;
+    if sge.length > fast.max_msg || (inline && sge.length > fast.max_inline) {
+        return None;
+    }
+    let (arm, iova) = if fast.ud {
+        // SAFETY: a UD send's union holds its address (only sends are fast on UD).
+        let ud = unsafe { w.wr.ud };
+        if ud.ah.is_null() {
+            return None;
+        }
+        // SAFETY: an AH from our create_ah, per the contract.
+        let ah_num = unsafe { Ah::from_raw(ud.ah) }.ah_num();
+        (wqe::Header::ud_arm(UdAddress { remote_qpn: ud.remote_qpn, remote_qkey: ud.remote_qkey, ah_num }), 0)
+    } else if RDMA_OPS & (1 << opcode) != 0 {
+        // SAFETY: the rdma arm of the union the opcode selects (plain integers).
+        let r = unsafe { w.wr.rdma };
+        (wqe::Header::rdma_arm(r.rkey, r.remote_addr), r.remote_addr)
+    } else {
+        ([0; 4], 0)
+    };
+    Some(FastOne { sge, inline, arm, iova })
+}
+
+/// Writes a fast-path WR into a send slot.
+///
+/// # Safety
+/// `slot` is a reserved send slot with room for the header and one SGE, or
+/// for `one.sge.length` inline bytes, which are readable at its address.
+#[inline(always)]
+unsafe fn write_fast(slot: *mut u8, w: &ibv_send_wr, one: FastOne, ssn: u32) {
+    let h = wqe::Header {
+        wr_id: w.wr_id,
+        opcode: w.opcode,
+        send_flags: w.send_flags,
+        // SAFETY: imm_data and invalidate_rkey share plain u32 bits; librxe
+        // copies them for every opcode too (the kernel reads them by opcode).
+        ex: unsafe { w.__bindgen_anon_1.imm_data },
+        arm: one.arm,
+        iova: one.iova,
+        ssn,
+        length: one.sge.length,
+        num_sge: 1,
+    };
+    // SAFETY: per the contract.
+    unsafe {
+        wqe::write_header(slot, &h);
+        if one.inline {
+            if one.sge.length != 0 {
+                let src = one.sge.addr as usize as *const u8;
+                ptr::copy_nonoverlapping(src, slot.add(wqe::SEND_HEADER), one.sge.length as usize);
+            }
+        } else {
+            wqe::write_first_sge(slot, one.sge);
+        }
+    }
+}
+
+impl SendOp {
+    /// The header words of the opcodes built without checks: the `ex`
+    /// word, the union arm and iova (as `write_operands` sets them).
+    #[inline(always)]
+    fn header_parts(self) -> (u32, [u64; 4], u64) {
+        use wqe::Header as H;
+        match self {
+            SendOp::Send => (0, [0; 4], 0),
+            SendOp::SendImm(imm) => (imm, [0; 4], 0),
+            SendOp::SendInv(rkey) | SendOp::LocalInv(rkey) => (rkey, [0; 4], 0),
+            SendOp::RdmaWrite { rkey, addr } | SendOp::RdmaRead { rkey, addr } => (0, H::rdma_arm(rkey, addr), addr),
+            SendOp::RdmaWriteImm { rkey, addr, imm } => (imm, H::rdma_arm(rkey, addr), addr),
+            SendOp::CmpSwp { rkey, addr, compare, swap } => (0, H::atomic_arm(rkey, addr, compare, swap), addr),
+            SendOp::FetchAdd { rkey, addr, add } => (0, H::atomic_arm(rkey, addr, add, 0), addr),
+            // wr_build sends these to wr_build_checked.
+            SendOp::BindMw { .. } | SendOp::AtomicWrite { .. } | SendOp::Flush { .. } => unreachable!("checked builder"),
+        }
+    }
+}
+
 /// What a builder read from its C arguments beyond the opcode's operands.
 #[derive(Clone, Copy)]
 enum Extra {
@@ -481,10 +631,17 @@ impl Qp {
     /// Tells the kernel new send WQEs are waiting: a POST_SEND with no WRs.
     #[inline(always)]
     fn doorbell(&self) -> Result<()> {
-        let ctx = self.context();
-        crate::uverbs_ioctl::doorbell(ctx.cmd_fd(), self.handle(), &ctx.doorbell_via_ioctl).inspect_err(|e| {
-            log::error!(target: crate::log::HOT, "{}: send doorbell of QP {:#x} refused with {e}", self.context().name(), self.qp_num())
-        })
+        match self.doorbell.ring(self.cmd_fd, &self.context().doorbell_via_ioctl) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.doorbell_refused(e)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn doorbell_refused(&self, e: Errno) -> Errno {
+        log::error!(target: crate::log::HOT, "{}: send doorbell of QP {:#x} refused with {e}", self.context().name(), self.qp_num());
+        e
     }
 
     /// `ibv_post_send`: every WR before the first bad one is posted, the bad
@@ -526,6 +683,118 @@ impl Qp {
             Some((r, bad)) => Err(PostError { errno: r.errno(), bad }),
             None => Ok(()),
         }
+    }
+
+    /// `ibv_post_send` when no slow path is wanted (`valgrind::slow_path()`
+    /// false): WRs the QP's [`FastSend`] takes are written with fixed-offset
+    /// stores; from the first other one on, the list goes through the
+    /// general checks ([`Qp::fill`]) under the same lock hold. Refusals,
+    /// their logging and the doorbell are as in [`Qp::post_send`].
+    ///
+    /// # Safety
+    /// As for [`Qp::post_send`].
+    #[inline(always)]
+    pub(crate) unsafe fn post_send_fast(&self, wr: *mut ibv_send_wr) -> core::result::Result<(), PostError<ibv_send_wr>> {
+        if wr.is_null() || !state_allows_send(self.state()) {
+            // SAFETY: forwarded contract; refuses without posting.
+            return unsafe { self.post_send_cold(wr) };
+        }
+        let (refused, posted) = {
+            let mut sq = self.sq.lock_fast();
+            let q = &mut *sq;
+            let ring = &q.ring;
+            let mask = ring.mask();
+            // The ring position in locals (registers), not in a Producer:
+            // one is made only if a WR needs the general path.
+            let start = ring.producer_index();
+            let mut prod = start;
+            let mut cons = ring.consumer_index_acquire();
+            let mut ssn = q.ssn;
+            let fast = &self.fast;
+            let mut wr = wr;
+            let refused = loop {
+                // SAFETY: a valid WR per the contract.
+                let w = unsafe { &*wr };
+                // SAFETY: the WR's pointers follow the contract.
+                let Some(one) = (unsafe { fast_one(fast, w) }) else {
+                    // SAFETY: the lock makes us the only producer, and the
+                    // position is ours, unpublished.
+                    let mut p = unsafe { Producer::resume(ring, ProducerState { start, prod, cons }) };
+                    // SAFETY: forwarded contract.
+                    let r = unsafe { self.fill_general(&mut p, &mut ssn, wr) };
+                    prod = p.park().prod;
+                    break r;
+                };
+                let next = next_index(prod, mask);
+                if next == cons {
+                    cons = ring.consumer_index_acquire();
+                    if next == cons {
+                        break Some((Refusal::QueueFull { slots: mask }, wr));
+                    }
+                }
+                // SAFETY: slot `prod` is free (checked just above) and ours
+                // under the lock; FastSend::new measured the ring's slots:
+                // each holds the header and one SGE or max_inline bytes. An
+                // inline source is readable per the contract.
+                unsafe { write_fast(ring.slot_raw(prod), w, one, ssn) };
+                prod = next;
+                ssn = ssn.wrapping_add(1);
+                wr = w.next;
+                if wr.is_null() {
+                    break None;
+                }
+            };
+            q.ssn = ssn;
+            if prod != start {
+                ring.publish(prod);
+            }
+            (refused, prod != start)
+            // The lock drops here, after the publication.
+        };
+        if posted {
+            self.doorbell().map_err(|errno| PostError { errno, bad: ptr::null_mut() })?;
+        }
+        match refused {
+            None => Ok(()),
+            Some((r, bad)) => Err(self.post_send_refused(r, bad)),
+        }
+    }
+
+    /// post_send's refusals before the lock: a null list, or a state that
+    /// allows no sends.
+    ///
+    /// # Safety
+    /// As for [`Qp::post_send`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn post_send_cold(&self, wr: *mut ibv_send_wr) -> core::result::Result<(), PostError<ibv_send_wr>> {
+        // SAFETY: forwarded contract; with a null list or a refusing state
+        // it returns before the lock.
+        unsafe { self.post_send(wr) }
+    }
+
+    /// Logs a refused WR of post_send (the lock is dropped) and makes the error.
+    #[cold]
+    #[inline(never)]
+    fn post_send_refused(&self, r: Refusal, bad: *mut ibv_send_wr) -> PostError<ibv_send_wr> {
+        // SAFETY: bad is a WR of the application's list.
+        self.log_refusal("post_send", Some(unsafe { (*bad).wr_id }), r);
+        PostError { errno: r.errno(), bad }
+    }
+
+    /// [`Qp::fill`] out of line, for the fast path's rare WRs.
+    ///
+    /// # Safety
+    /// As for [`Qp::fill`].
+    #[inline(never)]
+    unsafe fn fill_general(&self, producer: &mut Producer<'_>, ssn: &mut u32, wr: *mut ibv_send_wr) -> Option<(Refusal, *mut ibv_send_wr)> {
+        let slots = self.fast_slots(producer);
+        // SAFETY: forwarded contract.
+        unsafe { self.fill(producer, slots, ssn, wr) }
+    }
+
+    fn fast_slots(&self, p: &Producer<'_>) -> u32 {
+        p.ring_mask()
     }
 
     /// Checks and writes WRs until the list ends or one is refused.
@@ -572,7 +841,9 @@ impl Qp {
     /// `wr` is the application's valid WR list.
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
-    pub(crate) unsafe fn post_recv(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+    /// `FAST`: the lock without helgrind's annotations (the caller checked
+    /// `valgrind::slow_path()`).
+    pub(crate) unsafe fn post_recv<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
         let Some(rq) = self.rq.as_ref() else {
             self.log_refusal("post_recv", None, Refusal::RecvThroughSrq);
             return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
@@ -586,7 +857,7 @@ impl Qp {
             return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
         }
         // SAFETY: forwarded contract; the guard drops before we log.
-        let res = unsafe { rq.lock().post(wr) };
+        let res = unsafe { if FAST { rq.lock_fast().post(wr) } else { rq.lock().post(wr) } };
         res.map_err(|(r, bad)| {
             // SAFETY: bad is a WR of the application's list.
             self.log_refusal("post_recv", Some(unsafe { (*bad).wr_id }), r);
@@ -651,9 +922,11 @@ impl Qp {
     #[inline(always)]
     pub(crate) unsafe fn wr_start(&self) {
         let mut sq = self.sq.lock();
-        // SAFETY: the lock makes us the only producer; parked until the batch ends.
-        let position = unsafe { Producer::new(&sq.ring) }.park();
-        sq.batch = Batch { producer: position, err: None };
+        let q = &mut *sq;
+        let prod = q.ring.producer_index();
+        // Read afresh: post_send may have moved the producer since.
+        let cons = q.ring.consumer_index_acquire();
+        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: None };
         sq.park();
     }
 
@@ -688,26 +961,25 @@ impl Qp {
         }
         // SAFETY: the application sets these fields before each builder; we read them.
         let (wr_id, flags) = unsafe { ((*self.vqp.get()).qp_ex.v44.wr_id, (*self.vqp.get()).qp_ex.v44.wr_flags) };
-        // Written out rather than through in_batch: its closure, shared by
-        // every builder, is not inlined, and the call costs more than the work.
-        // SAFETY: per the contract, wr_start parked the lock on this thread.
-        let mut sq = unsafe { self.sq.resume() };
-        let SendQueue { ring, ssn, batch } = &mut *sq;
-        if batch.err.is_none() {
-            // SAFETY: we hold the lock; the position is this batch's.
-            let mut p = unsafe { Producer::resume(ring, batch.producer) };
-            match p.reserve() {
-                None => batch.err = Some(Errno(libc::ENOSPC)),
-                Some(slot) => {
-                    let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
-                    send_op.write_operands(w);
-                    p.commit();
-                    *ssn = ssn.wrapping_add(1);
-                }
-            }
-            batch.producer = p.park();
+        // No guard is made: the builder is a few loads and stores on the
+        // batch wr_start opened.
+        // SAFETY: per the contract, wr_start parked the lock on this thread;
+        // the reference ends with this call.
+        let q = unsafe { self.sq.held() };
+        if q.batch.err.is_some() {
+            return;
         }
-        sq.park();
+        let Some(index) = q.batch.producer.reserve_index(&q.ring) else {
+            q.batch.err = Some(Errno(libc::ENOSPC));
+            return;
+        };
+        let (ex, arm, iova) = send_op.header_parts();
+        let h = wqe::Header { wr_id, opcode: send_op.opcode(), send_flags: flags, ex, arm, iova, ssn: q.ssn, length: 0, num_sge: 0 };
+        // SAFETY: slot `index` is free (reserve_index) and ours under the
+        // lock; every slot holds a header (map_rings).
+        unsafe { wqe::write_header(q.ring.slot_raw(index), &h) };
+        q.batch.producer.prod = next_index(index, q.ring.mask());
+        q.ssn = q.ssn.wrapping_add(1);
     }
 
     /// The builders whose operands come by pointer or need checks (BIND_MW,
@@ -797,23 +1069,86 @@ impl Qp {
     // batch written out in place, as in wr_build.
     #[inline(always)]
     pub(crate) unsafe fn wr_set(&self, payload: Payload) {
-        // SAFETY: per the contract, wr_start parked the lock on this thread.
-        let mut sq = unsafe { self.sq.resume() };
-        let SendQueue { ring, batch, .. } = &mut *sq;
-        if batch.err.is_none() {
-            // SAFETY: we hold the lock; the position is this batch's.
-            let mut p = unsafe { Producer::resume(ring, batch.producer) };
-            match p.last_mut() {
-                None => batch.err = Some(Errno(libc::EINVAL)),
-                // SAFETY: the payload's pointers follow the contract.
-                Some(slot) => match unsafe { payload.apply(slot, &self.limits) } {
-                    Ok(()) => {}
-                    Err(e) => batch.err = Some(e),
-                },
-            }
-            batch.producer = p.park();
+        // SAFETY: per the contract, wr_start parked the lock on this thread;
+        // the reference ends with this call.
+        let q = unsafe { self.sq.held() };
+        let b = &mut q.batch;
+        if b.err.is_some() {
+            return;
         }
-        sq.park();
+        if b.producer.prod == b.producer.start {
+            b.err = Some(Errno(libc::EINVAL));
+            return;
+        }
+        let slot = q.ring.slot_raw(b.producer.prod.wrapping_sub(1));
+        // SAFETY: the slot the last builder wrote, unpublished and ours
+        // under the lock; FastSend::new measured it (header plus one SGE or
+        // max_inline bytes); the payload's pointers follow the contract.
+        let r = unsafe { self.set_payload(slot, payload) };
+        if let Err(e) = r {
+            b.err = Some(e);
+        }
+    }
+
+    /// The setters' work on the last WQE built: the common payloads with
+    /// fixed-offset stores, the lists through `Payload::apply`.
+    ///
+    /// # Safety
+    /// As described in [`Qp::wr_set`].
+    #[inline(always)]
+    unsafe fn set_payload(&self, slot: *mut u8, payload: Payload) -> Result<()> {
+        match payload {
+            Payload::Sge { lkey, addr, length } => {
+                if length > self.fast.max_msg {
+                    return Err(Refusal::MessageTooLong { length, max: self.limits.max_msg }.errno());
+                }
+                // A zero length means no data, as in librxe.
+                if length != 0 {
+                    // SAFETY: per the contract; map_rings made sure every
+                    // send slot has room for one SGE.
+                    unsafe {
+                        wqe::write_first_sge(slot, ibv_sge { addr, length, lkey });
+                        wqe::write_length(slot, length, 1);
+                    }
+                }
+                Ok(())
+            }
+            Payload::Inline { bufs, count: 1 } if !bufs.is_null() => {
+                // SAFETY: one entry, per the contract.
+                let b = unsafe { *bufs };
+                if b.length > self.fast.max_inline as usize {
+                    return Err(Errno(libc::ENOSPC));
+                }
+                // SAFETY: within the slot (FastSend bounds max_inline by
+                // it); the source is readable per the contract.
+                unsafe {
+                    if b.length != 0 {
+                        ptr::copy_nonoverlapping(b.addr.cast::<u8>(), slot.add(wqe::SEND_HEADER), b.length);
+                    }
+                    wqe::write_length(slot, b.length as u32, 0);
+                }
+                Ok(())
+            }
+            Payload::UdAddr { ah, remote_qpn, remote_qkey } if !ah.is_null() => {
+                // SAFETY: an AH from our create_ah, per the contract.
+                let ah_num = unsafe { Ah::from_raw(ah) }.ah_num();
+                // SAFETY: the header's union arm, per the contract.
+                unsafe { wqe::write_ud_arm(slot, UdAddress { remote_qpn, remote_qkey, ah_num }) };
+                Ok(())
+            }
+            _ => {
+                // SAFETY: the slot spans elem_size bytes, ours per the contract.
+                let bytes = unsafe { core::slice::from_raw_parts_mut(slot, self.send_slot_size()) };
+                // SAFETY: forwarded contract.
+                unsafe { payload.apply(bytes, &self.limits) }
+            }
+        }
+    }
+
+    fn send_slot_size(&self) -> usize {
+        // SAFETY: the ring's geometry is fixed at creation; reading it races
+        // with nothing (only under the lock, which the caller holds).
+        unsafe { self.sq.held() }.ring.elem_size()
     }
 
     /// `ibv_wr_complete`: publishes the batch and rings once, or, if any
@@ -824,22 +1159,21 @@ impl Qp {
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
     pub(crate) unsafe fn wr_complete(&self) -> Result<()> {
-        let (err, posted) = {
+        let posted = {
             // SAFETY: per the contract.
             let mut sq = unsafe { self.sq.resume() };
-            let SendQueue { ring, batch, .. } = &mut *sq;
-            // SAFETY: we hold the lock; the position is this batch's.
-            let mut producer = unsafe { Producer::resume(ring, batch.producer) };
-            let err = batch.err.take();
-            if err.is_some() {
-                producer.discard();
+            let q = &mut *sq;
+            if let Some(e) = q.batch.err.take() {
+                // Nothing is published; the lock drops.
+                return Err(e);
             }
-            (err, producer.any())
-            // The producer publishes, then the lock drops.
+            let ProducerState { start, prod, .. } = q.batch.producer;
+            if prod != start {
+                q.ring.publish(prod);
+            }
+            prod != start
+            // The lock drops after the publication.
         };
-        if let Some(e) = err {
-            return Err(e);
-        }
         if posted {
             self.doorbell()?;
         }

@@ -138,6 +138,14 @@ impl Ring {
         unsafe { core::ptr::addr_of_mut!((*self.buf.as_ptr()).data).cast::<u8>().add(offset) }
     }
 
+    /// Address of slot `index` (taken modulo the ring size), for the fast
+    /// paths that write whole WQEs with fixed-offset stores. Every slot lies
+    /// inside the mapping and is 64-byte aligned at least (geometry_fits).
+    #[inline(always)]
+    pub(crate) fn slot_raw(&self, index: u32) -> *mut u8 {
+        self.slot_ptr(index)
+    }
+
     /// Slot `index` as bytes to fill.
     ///
     /// # Safety
@@ -155,9 +163,10 @@ impl Ring {
     /// # Safety
     /// The kernel published the entry (the caller saw the producer index pass
     /// it with Acquire) and has not been handed it back; `T` is a plain C
-    /// struct no bigger than a slot (checked) whose every bit pattern is valid.
+    /// struct no bigger than a slot whose every bit pattern is valid.
     pub(crate) unsafe fn entry<T>(&self, index: u32) -> &T {
-        assert!(size_of::<T>() <= self.elem_size());
+        // The caller's to keep (the CQ checks its ring's slots when mapping).
+        debug_assert!(size_of::<T>() <= self.elem_size());
         // SAFETY: in bounds, slots are 64-byte aligned at least, and the
         // kernel does not write a published entry until we release it.
         unsafe { &*self.slot_ptr(index).cast::<T>() }
@@ -174,7 +183,8 @@ impl Ring {
     }
 
     /// Publishes every slot written up to `index`.
-    fn publish(&self, index: u32) {
+    #[inline(always)]
+    pub(crate) fn publish(&self, index: u32) {
         self.producer().store(index & self.mask, Ordering::Release);
     }
 
@@ -261,8 +271,20 @@ impl<'r> Producer<'r> {
     /// The caller is the ring's only producer while the guard lives (it holds
     /// the queue's lock).
     pub(crate) unsafe fn new(ring: &'r Ring) -> Self {
+        // SAFETY: forwarded contract; the kernel's index is a valid cache.
+        unsafe { Producer::with_cached(ring, ring.consumer_index_acquire()) }
+    }
+
+    /// As [`Producer::new`], starting from a consumer index read earlier
+    /// (the kernel's index only moves forward and the producer never passes
+    /// it, so an old value only makes `reserve` re-read it sooner).
+    ///
+    /// # Safety
+    /// As for [`Producer::new`]; `cons` was read from this ring.
+    #[inline(always)]
+    pub(crate) unsafe fn with_cached(ring: &'r Ring, cons: u32) -> Self {
         let prod = ring.producer_index();
-        Producer { ring, start: prod, prod, cons: ring.consumer_index_acquire() }
+        Producer { ring, start: prod, prod, cons }
     }
 
     /// The next free slot, or None when the ring is full. It becomes an entry
@@ -278,18 +300,36 @@ impl<'r> Producer<'r> {
         Some(unsafe { self.ring.slot_mut(self.prod) })
     }
 
+    /// As [`Producer::reserve`], as the slot's address (see [`Ring::slot_raw`]).
+    #[inline(always)]
+    pub(crate) fn reserve_ptr(&mut self) -> Option<*mut u8> {
+        if is_full(self.prod, self.cons, self.ring.mask) {
+            self.cons = self.ring.consumer_index_acquire();
+            if is_full(self.prod, self.cons, self.ring.mask) {
+                return None;
+            }
+        }
+        Some(self.ring.slot_raw(self.prod))
+    }
+
     /// Makes the slot last reserved part of what the drop publishes.
     pub(crate) fn commit(&mut self) {
         self.prod = next_index(self.prod, self.ring.mask);
     }
 
     /// The slot committed last in this guard's life, to amend it.
+    #[cfg(test)]
     pub(crate) fn last_mut(&mut self) -> Option<&mut [u8]> {
         if self.prod == self.start {
             return None;
         }
         // SAFETY: committed by this guard but not yet published; still ours.
         Some(unsafe { self.ring.slot_mut(self.prod.wrapping_sub(1)) })
+    }
+
+    /// The ring's index mask (its slot count less one).
+    pub(crate) fn ring_mask(&self) -> u32 {
+        self.ring.mask
     }
 
     /// Whether anything was committed.
@@ -323,9 +363,28 @@ impl<'r> Producer<'r> {
 /// Where a parked [`Producer`] stood.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ProducerState {
-    start: u32,
-    prod: u32,
-    cons: u32,
+    /// The producer index when the batch began (nothing published since).
+    pub(crate) start: u32,
+    /// The next slot to fill.
+    pub(crate) prod: u32,
+    /// The kernel's consumer index as last read.
+    pub(crate) cons: u32,
+}
+
+impl ProducerState {
+    /// The next free slot's index, or None when the ring is full; the
+    /// extended API's builders call this between C calls, without a
+    /// [`Producer`] (see [`Producer::reserve`]).
+    #[inline(always)]
+    pub(crate) fn reserve_index(&mut self, ring: &Ring) -> Option<u32> {
+        if is_full(self.prod, self.cons, ring.mask) {
+            self.cons = ring.consumer_index_acquire();
+            if is_full(self.prod, self.cons, ring.mask) {
+                return None;
+            }
+        }
+        Some(self.prod)
+    }
 }
 
 impl Drop for Producer<'_> {
@@ -399,6 +458,32 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// The lock without helgrind's annotations, for fast paths whose callers
+    /// checked `valgrind::slow_path()` (false under helgrind). Unannotated
+    /// is still a correct lock; helgrind just could not see it.
+    #[inline(always)]
+    pub(crate) fn lock_fast(&self) -> FastGuard<'_, T> {
+        if self.locked.swap(true, Ordering::Acquire) {
+            self.acquire_contended();
+        }
+        crate::log::enter_queue_lock();
+        FastGuard { lock: self }
+    }
+
+    /// The data of a lock this thread holds through a parked guard, without
+    /// making a guard (the extended send API's builders and setters).
+    ///
+    /// # Safety
+    /// As for [`SpinLock::resume`], and the reference is dropped before the
+    /// lock is released.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) unsafe fn held(&self) -> &mut T {
+        debug_assert!(self.locked.load(Ordering::Relaxed));
+        // SAFETY: per the contract, this thread holds the lock.
+        unsafe { &mut *self.data.get() }
+    }
+
     /// Exclusive access without locking, through `&mut self`.
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
@@ -445,6 +530,37 @@ impl<T> SpinGuard<'_, T> {
         // Between C calls nothing of ours runs under it: logging is fine there.
         crate::log::leave_queue_lock();
         core::mem::forget(self);
+    }
+}
+
+/// A [`SpinLock::lock_fast`] guard: unlocks on drop, unannotated.
+pub(crate) struct FastGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for FastGuard<'_, T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves we hold the lock.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> DerefMut for FastGuard<'_, T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves we hold the lock; &mut self makes this
+        // the only reference through it.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T> Drop for FastGuard<'_, T> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+        crate::log::leave_queue_lock();
     }
 }
 

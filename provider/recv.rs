@@ -27,12 +27,15 @@ impl RecvQueue {
         while !wr.is_null() {
             // SAFETY: a valid WR, per the contract.
             let w = unsafe { &*wr };
-            let Some(slot) = producer.reserve() else {
+            let Some(slot) = producer.reserve_ptr() else {
                 return Err((Refusal::QueueFull { slots }, wr));
             };
             // SAFETY: the list holds num_sge entries when non-null.
             let sges = unsafe { wqe::sge_list(w.sg_list, w.num_sge, self.max_sge) }.map_err(|r| (r, wr))?;
-            wqe::write_recv(slot, w.wr_id, sges);
+            // SAFETY: a reserved slot; every receive ring's slots hold
+            // recv_slot_needed(max_sge) bytes (checked where the ring is
+            // mapped) and sge_list allowed at most max_sge SGEs.
+            unsafe { wqe::write_recv_raw(slot, w.wr_id, sges) };
             producer.commit();
             wr = w.next;
         }

@@ -179,12 +179,15 @@ impl Srq {
     /// `wr` is the application's valid WR list.
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
-    pub(crate) unsafe fn post_recv(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
-        let res = match &mut *self.rq.lock() {
+    /// `FAST`: the lock without helgrind's annotations (the caller checked
+    /// `valgrind::slow_path()`).
+    pub(crate) unsafe fn post_recv<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+        let post = |rq: &mut core::result::Result<RecvQueue, Errno>| match rq {
             // SAFETY: forwarded contract; the guard drops before we log.
             Ok(q) => unsafe { q.post(wr) },
             Err(_) => Err((Refusal::NoRing, wr)),
         };
+        let res = if FAST { post(&mut self.rq.lock_fast()) } else { post(&mut self.rq.lock()) };
         res.map_err(|(r, bad)| {
             let wr_id = if bad.is_null() {
                 0

@@ -15,6 +15,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Set once, by the library's constructor, when running under helgrind.
 static UNDER_HELGRIND: AtomicBool = AtomicBool::new(false);
 
+/// Set once, by the library's constructor, when some data-path call needs
+/// more than its fast path: under helgrind (annotated locks) or with faults
+/// armed (RXE_RS_FAULTS). The hot entries read this one byte and branch to
+/// their general paths, which check each reason on their own.
+static SLOW_PATH: AtomicBool = AtomicBool::new(false);
+
 // Request codes from valgrind.h and helgrind.h (stable across releases:
 // they are compiled into every annotated program).
 const HG_GET_ABITS: u64 = 0x4847_012e;
@@ -57,7 +63,24 @@ const NOT_HELGRIND: u64 = -2i64 as u64;
 pub(crate) fn detect() {
     let byte = 0u8;
     let answer = client_request(NOT_HELGRIND, HG_GET_ABITS, core::ptr::addr_of!(byte) as u64, 0, 1);
-    UNDER_HELGRIND.store(answer != NOT_HELGRIND, Ordering::Relaxed);
+    let helgrind = answer != NOT_HELGRIND;
+    UNDER_HELGRIND.store(helgrind, Ordering::Relaxed);
+    if helgrind {
+        want_slow_path();
+    }
+}
+
+/// Sends every data-path call through its general path from now on; called
+/// once at load (before any verb), by [`detect`] and by `fault::init`.
+pub(crate) fn want_slow_path() {
+    SLOW_PATH.store(true, Ordering::Relaxed);
+}
+
+/// Whether the data-path entries must take their general paths (helgrind
+/// or fault injection): one load and a branch not taken otherwise.
+#[inline(always)]
+pub(crate) fn slow_path() -> bool {
+    SLOW_PATH.load(Ordering::Relaxed)
 }
 
 /// Whether the program runs under helgrind: the locks then take their

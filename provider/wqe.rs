@@ -297,7 +297,7 @@ const UD_OPS: u32 = (1 << op::IBV_WR_SEND) | (1 << op::IBV_WR_SEND_WITH_IMM);
 /// Whether `ibv_post_send` accepts `opcode` on a QP of `qp_type`: exactly
 /// when [`opcode_refusal`]'s checks all pass.
 #[inline(always)]
-fn opcode_allowed(opcode: u32, qp_type: u32) -> bool {
+pub(crate) fn opcode_allowed(opcode: u32, qp_type: u32) -> bool {
     let allowed = if qp_type == ibv_qp_type::IBV_QPT_UD { UD_OPS } else { KNOWN_OPS };
     opcode < 32 && allowed & (1 << opcode) != 0
 }
@@ -352,6 +352,143 @@ pub(crate) fn check_message_length(length: u32, lim: &SendLimits) -> Result<(), 
         return Err(Refusal::MessageTooLong { length, max: lim.max_msg });
     }
     Ok(())
+}
+
+// The fixed offsets `write_header` stores at (rdma/rdma_user_rxe.h), so
+// that it can write the header as 8-byte words.
+const _: () = {
+    assert!(offset_of!(rxe_send_wqe, wr) == 0 && offset_of!(rxe_send_wr, wr_id) == 0);
+    assert!(offset_of!(rxe_send_wr, reserved) == 8 && offset_of!(rxe_send_wr, opcode) == 12);
+    assert!(offset_of!(rxe_send_wr, send_flags) == 16 && offset_of!(rxe_send_wr, ex) == 20);
+    assert!(offset_of!(rxe_send_wr, wr) == 24 && size_of::<rxe_send_wr>() == 144);
+    assert!(offset_of!(rxe_send_wqe, status) == 144 && offset_of!(rxe_send_wqe, state) == 148);
+    assert!(offset_of!(rxe_send_wqe, iova) == 152 && offset_of!(rxe_send_wqe, mask) == 160);
+    assert!(offset_of!(rxe_send_wqe, first_psn) == 164 && offset_of!(rxe_send_wqe, last_psn) == 168);
+    assert!(offset_of!(rxe_send_wqe, ack_length) == 172 && offset_of!(rxe_send_wqe, ssn) == 176);
+    assert!(offset_of!(rxe_send_wqe, has_rd_atomic) == 180 && offset_of!(rxe_send_wqe, dma) == 184);
+    assert!(offset_of!(rxe_dma_info, length) == 0 && offset_of!(rxe_dma_info, resid) == 4);
+    assert!(offset_of!(rxe_dma_info, cur_sge) == 8 && offset_of!(rxe_dma_info, num_sge) == 12);
+    assert!(offset_of!(rxe_dma_info, sge_offset) == 16 && offset_of!(rxe_dma_info, reserved) == 20);
+    assert!(SEND_HEADER == 208);
+    // The union's arms the kernel reads with an ah_num (all but the old
+    // kernels' inline address vector) lie in its first 32 bytes.
+    assert!(size_of::<rxe_send_wr__bindgen_ty_2__bindgen_ty_1>() <= 32); // rdma
+    assert!(size_of::<rxe_send_wr__bindgen_ty_2__bindgen_ty_2>() <= 32); // atomic
+    assert!(size_of::<rxe_send_wr__bindgen_ty_2__bindgen_ty_4>() <= 32); // mw
+    assert!(offset_of!(rxe_send_wr__bindgen_ty_2__bindgen_ty_3, ah_num) == 12);
+    assert!(offset_of!(rxe_send_wr__bindgen_ty_2__bindgen_ty_3, pad) == 16);
+    assert!(offset_of!(rxe_recv_wqe, wr_id) == 0 && offset_of!(rxe_recv_wqe, dma) == 16 && RECV_HEADER == 40);
+    assert!(offset_of!(rxe_recv_wqe, reserved) == 8 && offset_of!(rxe_recv_wqe, padding) == 12);
+};
+
+/// A send WQE header as the fast paths write it: every field the kernel
+/// reads (librxe's set and more: the status, PSN and rd_atomic words it
+/// leaves stale are zeroed), as whole words.
+#[derive(Clone, Copy)]
+pub(crate) struct Header {
+    pub wr_id: u64,
+    pub opcode: u32,
+    pub send_flags: u32,
+    /// imm_data or invalidate_rkey.
+    pub ex: u32,
+    /// The first 32 bytes of the opcode's union arm (the rest is only the
+    /// address vector of kernels before ah_num, which rxe_rs refuses).
+    pub arm: [u64; 4],
+    pub iova: u64,
+    pub ssn: u32,
+    pub length: u32,
+    pub num_sge: u32,
+}
+
+impl Header {
+    /// The union arm of an RDMA opcode: remote_addr, then rkey and a zero
+    /// reserved word.
+    #[inline(always)]
+    pub(crate) fn rdma_arm(rkey: u32, remote_addr: u64) -> [u64; 4] {
+        [remote_addr, rkey as u64, 0, 0]
+    }
+
+    /// The atomic arm: remote_addr, compare_add, swap, then rkey and reserved.
+    #[inline(always)]
+    pub(crate) fn atomic_arm(rkey: u32, remote_addr: u64, compare_add: u64, swap: u64) -> [u64; 4] {
+        [remote_addr, compare_add, swap, rkey as u64]
+    }
+
+    /// The UD arm: remote_qpn, remote_qkey, pkey_index and reserved (0),
+    /// ah_num, then zero padding.
+    #[inline(always)]
+    pub(crate) fn ud_arm(ud: UdAddress) -> [u64; 4] {
+        [ud.remote_qpn as u64 | (ud.remote_qkey as u64) << 32, (ud.ah_num as u64) << 32, 0, 0]
+    }
+}
+
+/// Writes a send WQE header into the slot at `slot` in 8-byte stores.
+///
+/// # Safety
+/// `slot` is 8-byte aligned with SEND_HEADER writable bytes that nothing
+/// else accesses meanwhile (a reserved producer slot).
+#[inline(always)]
+pub(crate) unsafe fn write_header(slot: *mut u8, h: &Header) {
+    let w = slot.cast::<u64>();
+    // SAFETY: every word lies in the header's 208 bytes (offsets asserted
+    // above), aligned per the contract; the ring is plain memory.
+    unsafe {
+        w.write(h.wr_id);
+        w.add(1).write((h.opcode as u64) << 32); // reserved, opcode
+        w.add(2).write(h.send_flags as u64 | (h.ex as u64) << 32);
+        w.add(3).write(h.arm[0]);
+        w.add(4).write(h.arm[1]);
+        w.add(5).write(h.arm[2]);
+        w.add(6).write(h.arm[3]);
+        w.add(18).write(0); // status, state (posted)
+        w.add(19).write(h.iova);
+        w.add(20).write(0); // mask, first_psn
+        w.add(21).write(0); // last_psn, ack_length
+        w.add(22).write(h.ssn as u64); // ssn, has_rd_atomic
+        w.add(23).write(h.length as u64 | (h.length as u64) << 32); // length, resid
+        w.add(24).write((h.num_sge as u64) << 32); // cur_sge, num_sge
+        w.add(25).write(0); // sge_offset, reserved
+    }
+}
+
+/// Sets a written header's length, resid and num_sge (the setters).
+///
+/// # Safety
+/// As for [`write_header`].
+#[inline(always)]
+pub(crate) unsafe fn write_length(slot: *mut u8, length: u32, num_sge: u32) {
+    let w = slot.cast::<u64>();
+    // SAFETY: as in write_header.
+    unsafe {
+        w.add(23).write(length as u64 | (length as u64) << 32);
+        w.add(24).write((num_sge as u64) << 32);
+    }
+}
+
+/// Writes the UD arm's address fields (the header's other words stay as
+/// the builder wrote them: pkey_index, reserved and the padding zero).
+///
+/// # Safety
+/// As for [`write_header`].
+#[inline(always)]
+pub(crate) unsafe fn write_ud_arm(slot: *mut u8, ud: UdAddress) {
+    let arm = Header::ud_arm(ud);
+    let w = slot.cast::<u64>();
+    // SAFETY: as in write_header.
+    unsafe {
+        w.add(3).write(arm[0]);
+        w.add(4).write(arm[1]);
+    }
+}
+
+/// Writes one SGE where a send slot's payload starts.
+///
+/// # Safety
+/// As for [`write_header`], with SEND_HEADER + 16 writable bytes.
+#[inline(always)]
+pub(crate) unsafe fn write_first_sge(slot: *mut u8, sge: ibv_sge) {
+    // SAFETY: in the slot per the contract; ibv_sge is 16 bytes of integers.
+    unsafe { slot.add(SEND_HEADER).cast::<ibv_sge>().write(sge) };
 }
 
 /// The WQE header at the start of a send slot.
@@ -555,9 +692,37 @@ pub(crate) unsafe fn set_inline(slot: &mut [u8], bufs: &[ibv_data_buf], lim: &Se
     Ok(())
 }
 
+/// [`write_recv`] as fixed-offset stores into the slot at `slot`.
+///
+/// # Safety
+/// `slot` is 8-byte aligned, with RECV_HEADER + 16 * sges.len() writable
+/// bytes nothing else accesses meanwhile (a reserved producer slot).
+#[inline(always)]
+pub(crate) unsafe fn write_recv_raw(slot: *mut u8, wr_id: u64, sges: &[ibv_sge]) {
+    let length = match sges {
+        [one] => one.length,
+        _ => sges.iter().fold(0u32, |sum, s| sum.wrapping_add(s.length)),
+    };
+    let w = slot.cast::<u64>();
+    // SAFETY: within the slot per the contract (offsets asserted with
+    // write_header's); ibv_sge has rxe_sge's layout (asserted above).
+    unsafe {
+        w.write(wr_id);
+        w.add(1).write(0); // reserved, padding
+        w.add(2).write(length as u64 | (length as u64) << 32); // length, resid
+        w.add(3).write((sges.len() as u64) << 32); // cur_sge, num_sge
+        w.add(4).write(0); // sge_offset, reserved
+        let dst = slot.add(RECV_HEADER).cast::<ibv_sge>();
+        match sges {
+            [one] => dst.write(*one),
+            _ => core::ptr::copy_nonoverlapping(sges.as_ptr(), dst, sges.len()),
+        }
+    }
+}
+
 /// Fills a receive slot. The total length wraps as in librxe: the kernel
 /// places data by the SGEs themselves.
-#[inline(always)]
+#[cfg(test)]
 pub(crate) fn write_recv(slot: &mut [u8], wr_id: u64, sges: &[ibv_sge]) {
     assert!(slot.len() >= RECV_HEADER && slot.as_ptr() as usize % align_of::<rxe_recv_wqe>() == 0);
     slot[..RECV_HEADER].fill(0);
@@ -770,6 +935,18 @@ pub(crate) mod tests {
         let w = unsafe { &*s.0.as_ptr().cast::<rxe_recv_wqe>() };
         assert_eq!((w.wr_id, w.dma.length, w.dma.num_sge, w.dma.sge_offset), (77, 4100, 2, 0));
         assert_eq!(&s.0[RECV_HEADER + 12..RECV_HEADER + 16], &5u32.to_ne_bytes());
+    }
+
+    #[test]
+    fn raw_receive_wqes_match_the_slice_builder() {
+        let sg = [ibv_sge { addr: 0x3000, length: 4096, lkey: 5 }, ibv_sge { addr: 0x5000, length: 4, lkey: 6 }, ibv_sge::default()];
+        for n in 0..=3 {
+            let (mut a, mut b) = (slot(), slot());
+            write_recv(&mut a.0, 77, &sg[..n]);
+            // SAFETY: an aligned 1 KiB slot.
+            unsafe { write_recv_raw(b.0.as_mut_ptr(), 77, &sg[..n]) };
+            assert_eq!(a.0[..RECV_HEADER + 16 * n], b.0[..RECV_HEADER + 16 * n], "{n} SGEs");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::object::{Boxed, Object};
 use crate::qp::{self, Payload, Qp, SendOp};
 use crate::srq::{self, Srq};
 use crate::wqe::PostError;
+use crate::valgrind;
 use crate::{ah, ah::Ah};
 use core::ffi::{c_int, c_uint, c_void};
 use core::mem::MaybeUninit;
@@ -196,7 +197,31 @@ unsafe extern "C" fn create_cq_ex(ctx: *mut ibv_context, attr: *mut ibv_cq_init_
     }))
 }
 
-unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
+pub(crate) unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
+    if valgrind::slow_path() {
+        // SAFETY: forwarded contract.
+        return unsafe { poll_cq_slow(cq, ne, wc) };
+    }
+    no_unwind("poll_cq", -1, || {
+        let n = if ne > 0 && !wc.is_null() { ne as usize } else { 0 };
+        // SAFETY: cq is ours; the application's array has ne entries.
+        match unsafe { Cq::from_raw(cq).poll_fast(wc, n) } {
+            Ok(n) => n as c_int,
+            Err(e) => {
+                e.set();
+                -1
+            }
+        }
+    })
+}
+
+/// poll_cq under helgrind or with faults armed.
+///
+/// # Safety
+/// As for poll_cq.
+#[cold]
+#[inline(never)]
+unsafe fn poll_cq_slow(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
     no_unwind("poll_cq", -1, || {
         // SAFETY: cq is ours.
         let cq = unsafe { Cq::from_raw(cq) };
@@ -286,7 +311,7 @@ unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
     r
 }
 
-unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
+pub(crate) unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
     no_unwind("start_poll", libc::EIO, || {
         // SAFETY: cq is ours (installed only on our extended CQs).
         let cq = unsafe { Cq::from_raw(cq.cast()) };
@@ -303,25 +328,38 @@ unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_a
     })
 }
 
-unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
+pub(crate) unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
     no_unwind("next_poll", libc::EIO, || {
         // SAFETY: the verbs API calls next_poll only between a successful
         // start_poll and end_poll on this thread.
         let cq = unsafe { Cq::from_raw(cq.cast()) };
-        if fault::active() && fault::delay().is_some() && !fault_delay::spend(cq) {
-            // The rest is held back; end_poll hands back the exposed entry.
-            return libc::ENOENT;
+        if fault::active() {
+            // SAFETY: as above.
+            return unsafe { next_poll_with_faults(cq) };
         }
         // SAFETY: as above.
-        let mut guard = unsafe { PollGuard::resume(cq) };
-        let r = guard.next();
-        guard.park();
-        if r.is_ok() && fault::active() {
-            // SAFETY: an entry is exposed, the poll lock held.
-            unsafe { inject_into_exposed(cq) };
-        }
-        ret_int(r)
+        ret_int(unsafe { cq.next_poll() })
     })
+}
+
+/// next_poll while faults are armed: nothing past the ripe completions when
+/// they are delayed, and the injections into the exposed one.
+///
+/// # Safety
+/// As for next_poll.
+#[cold]
+unsafe fn next_poll_with_faults(cq: &Cq) -> c_int {
+    if fault::delay().is_some() && !fault_delay::spend(cq) {
+        // The rest is held back; end_poll hands back the exposed entry.
+        return libc::ENOENT;
+    }
+    // SAFETY: per the contract.
+    let r = unsafe { cq.next_poll() };
+    if r.is_ok() {
+        // SAFETY: an entry is exposed, the poll lock held.
+        unsafe { inject_into_exposed(cq) };
+    }
+    ret_int(r)
 }
 
 /// start_poll while faults are armed: nothing unless a completion is ripe
@@ -375,14 +413,14 @@ unsafe fn inject_into_exposed(cq: &Cq) {
     unsafe { inject_into_completion(cq.raw(), wc.qp_num, wc.wr_id, status) };
 }
 
-unsafe extern "C" fn cq_end_poll(cq: *mut ibv_cq_ex) {
+pub(crate) unsafe extern "C" fn cq_end_poll(cq: *mut ibv_cq_ex) {
     // SAFETY: as for next_poll; dropping the guard ends the poll.
     no_unwind("end_poll", (), || drop(unsafe { PollGuard::resume(Cq::from_raw(cq.cast())) }))
 }
 
 macro_rules! cq_reader {
     ($name:ident, $ty:ty, |$wc:ident| $value:expr) => {
-        unsafe extern "C" fn $name(cq: *mut ibv_cq_ex) -> $ty {
+        pub(crate) unsafe extern "C" fn $name(cq: *mut ibv_cq_ex) -> $ty {
             no_unwind(stringify!($name), Default::default(), || {
                 // SAFETY: readers run between a successful start_poll and
                 // end_poll, on the polling thread.
@@ -511,10 +549,25 @@ unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
     r
 }
 
-unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+pub(crate) unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
     }
+    if valgrind::slow_path() {
+        // SAFETY: forwarded contract.
+        return unsafe { post_send_slow(q, wr, bad_wr) };
+    }
+    // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
+    no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send_fast(wr), bad_wr) })
+}
+
+/// post_send under helgrind or with faults armed.
+///
+/// # Safety
+/// As for post_send, with `bad_wr` checked.
+#[cold]
+#[inline(never)]
+unsafe fn post_send_slow(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
     if fault::active() {
         // SAFETY: q is ours; bad_wr checked.
         if let Some(e) = unsafe { post_injected(Verb::PostSend, Some(q), wr, bad_wr) } {
@@ -525,10 +578,25 @@ unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mu
     no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send(wr), bad_wr) })
 }
 
-unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+pub(crate) unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
     }
+    if valgrind::slow_path() {
+        // SAFETY: forwarded contract.
+        return unsafe { post_recv_slow(q, wr, bad_wr) };
+    }
+    // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
+    no_unwind("post_recv", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_recv::<true>(wr), bad_wr) })
+}
+
+/// post_recv under helgrind or with faults armed.
+///
+/// # Safety
+/// As for post_recv, with `bad_wr` checked.
+#[cold]
+#[inline(never)]
+unsafe fn post_recv_slow(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if fault::active() {
         // SAFETY: q is ours; bad_wr checked.
         if let Some(e) = unsafe { post_injected(Verb::PostRecv, Some(q), wr, bad_wr) } {
@@ -536,7 +604,7 @@ unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mu
         }
     }
     // SAFETY: as above.
-    no_unwind("post_recv", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_recv(wr), bad_wr) })
+    no_unwind("post_recv", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_recv::<false>(wr), bad_wr) })
 }
 
 unsafe extern "C" fn bind_mw(q: *mut ibv_qp, mw: *mut ibv_mw, bind: *mut ibv_mw_bind) -> c_int {
@@ -563,24 +631,35 @@ unsafe fn qpx<'a>(q: *mut ibv_qp_ex) -> &'a Qp {
     unsafe { Qp::from_raw(q.cast()) }
 }
 
-unsafe extern "C" fn wr_start(q: *mut ibv_qp_ex) {
+pub(crate) unsafe extern "C" fn wr_start(q: *mut ibv_qp_ex) {
     // SAFETY: the verbs API pairs wr_start with wr_complete/wr_abort.
     no_unwind("wr_start", (), || unsafe { qpx(q).wr_start() })
 }
 
-unsafe extern "C" fn wr_complete(q: *mut ibv_qp_ex) -> c_int {
+pub(crate) unsafe extern "C" fn wr_complete(q: *mut ibv_qp_ex) -> c_int {
     if fault::active() {
-        let mut bad = core::ptr::null_mut::<c_void>();
-        // SAFETY: q is one of our QPs; `bad` is ours.
-        if let Some(e) = unsafe { post_injected(Verb::PostSend, Some(q.cast()), core::ptr::null_mut(), &mut bad) } {
-            // A failed ibv_wr_complete posts nothing of the batch.
-            // SAFETY: ends the batch wr_start opened.
-            no_unwind("wr_abort", (), || unsafe { qpx(q).wr_abort() });
+        // SAFETY: q is one of our QPs, in a batch.
+        if let Some(e) = unsafe { wr_complete_injected(q) } {
             return e;
         }
     }
     // SAFETY: ends the batch wr_start opened.
     no_unwind("wr_complete", libc::EIO, || ret_int(unsafe { qpx(q).wr_complete() }))
+}
+
+/// An injected post_send failure at ibv_wr_complete: the batch is dropped,
+/// as a failed ibv_wr_complete posts nothing of it.
+///
+/// # Safety
+/// `q` is one of our QPs, inside a batch.
+#[cold]
+unsafe fn wr_complete_injected(q: *mut ibv_qp_ex) -> Option<c_int> {
+    let mut bad = core::ptr::null_mut::<c_void>();
+    // SAFETY: per the contract; `bad` is ours.
+    let e = unsafe { post_injected(Verb::PostSend, Some(q.cast()), core::ptr::null_mut(), &mut bad) }?;
+    // SAFETY: ends the batch wr_start opened.
+    no_unwind("wr_abort", (), || unsafe { qpx(q).wr_abort() });
+    Some(e)
 }
 
 unsafe extern "C" fn wr_abort(q: *mut ibv_qp_ex) {
@@ -590,7 +669,7 @@ unsafe extern "C" fn wr_abort(q: *mut ibv_qp_ex) {
 
 macro_rules! wr_builder {
     ($name:ident($($arg:ident: $ty:ty),*) => $op:expr) => {
-        unsafe extern "C" fn $name(q: *mut ibv_qp_ex $(, $arg: $ty)*) {
+        pub(crate) unsafe extern "C" fn $name(q: *mut ibv_qp_ex $(, $arg: $ty)*) {
             // SAFETY: builders run inside a batch (the verbs contract); the
             // pointers in the op are the application's.
             no_unwind(stringify!($name), (), || unsafe { qpx(q).wr_build($op) })
@@ -613,7 +692,7 @@ wr_builder!(wr_flush(rkey: u32, addr: u64, len: usize, ptype: u8, level: u8) => 
 
 macro_rules! wr_setter {
     ($name:ident($($arg:ident: $ty:ty),*) => $payload:expr) => {
-        unsafe extern "C" fn $name(q: *mut ibv_qp_ex $(, $arg: $ty)*) {
+        pub(crate) unsafe extern "C" fn $name(q: *mut ibv_qp_ex $(, $arg: $ty)*) {
             // SAFETY: setters run inside a batch (the verbs contract); the
             // pointers in the payload are the application's.
             no_unwind(stringify!($name), (), || unsafe { qpx(q).wr_set($payload) })
@@ -626,7 +705,7 @@ wr_setter!(wr_set_sge(lkey: u32, addr: u64, length: u32) => Payload::Sge { lkey,
 wr_setter!(wr_set_sge_list(count: usize, list: *const ibv_sge) => Payload::SgeList { list, count });
 wr_setter!(wr_set_inline_data_list(count: usize, bufs: *const ibv_data_buf) => Payload::Inline { bufs, count });
 
-unsafe extern "C" fn wr_set_inline_data(q: *mut ibv_qp_ex, addr: *mut c_void, length: usize) {
+pub(crate) unsafe extern "C" fn wr_set_inline_data(q: *mut ibv_qp_ex, addr: *mut c_void, length: usize) {
     let one = [ibv_data_buf { addr, length }];
     // SAFETY: as for the other setters; `one` outlives the call.
     no_unwind("wr_set_inline_data", (), || unsafe { qpx(q).wr_set(Payload::Inline { bufs: one.as_ptr(), count: 1 }) })
@@ -719,10 +798,25 @@ unsafe extern "C" fn destroy_srq(s: *mut ibv_srq) -> c_int {
     ret_int(guarded("destroy_srq", || unsafe { srq::destroy(s) }))
 }
 
-unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+pub(crate) unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
     }
+    if valgrind::slow_path() {
+        // SAFETY: forwarded contract.
+        return unsafe { post_srq_recv_slow(s, wr, bad_wr) };
+    }
+    // SAFETY: s is ours; the WR list is the application's; bad_wr checked.
+    no_unwind("post_srq_recv", libc::EIO, || unsafe { post_ret(Srq::from_raw(s).post_recv::<true>(wr), bad_wr) })
+}
+
+/// post_srq_recv under helgrind or with faults armed.
+///
+/// # Safety
+/// As for post_srq_recv, with `bad_wr` checked.
+#[cold]
+#[inline(never)]
+unsafe fn post_srq_recv_slow(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if fault::active() {
         // SAFETY: bad_wr checked.
         if let Some(e) = unsafe { post_injected(Verb::PostSrqRecv, None, wr, bad_wr) } {
@@ -730,7 +824,7 @@ unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr
         }
     }
     // SAFETY: s is ours; the WR list is the application's; bad_wr checked.
-    no_unwind("post_srq_recv", libc::EIO, || unsafe { post_ret(Srq::from_raw(s).post_recv(wr), bad_wr) })
+    no_unwind("post_srq_recv", libc::EIO, || unsafe { post_ret(Srq::from_raw(s).post_recv::<false>(wr), bad_wr) })
 }
 
 // ---- AH and multicast

@@ -21,7 +21,7 @@ use core::ptr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
-mod datapath;
+pub(crate) mod datapath;
 
 /// Runs `f`, turning a panic into `Err(EIO)` with a log line.
 fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -36,7 +36,9 @@ fn guarded<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// panics. Inlined so the hot path costs no extra calls when nothing panics.
 #[inline(always)]
 fn no_unwind<T>(op: &str, on_panic: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+    // `move`: the handler takes `op` by value, so the happy path does not
+    // spill it to the stack for a closure that runs only on a panic.
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(move |_| {
         log::error!("{op}: internal error (panic)");
         on_panic
     })
