@@ -612,10 +612,22 @@ struct Sink {
     to: Arc<Mutex<Box<dyn Write + Send>>>,
     prefix: String,
     panicked: Arc<AtomicBool>,
+    /// Copied as it comes: no prefix, no filter.
+    raw: bool,
 }
 
 fn pump(mut from: impl Read + Send + 'static, sink: Sink) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        if sink.raw {
+            // As it comes, so that a prompt or a progress line shows.
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                let mut to = sink.to.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = to.write_all(&buf[..n]);
+                let _ = to.flush();
+            }
+            return;
+        }
         let mut reader = BufReader::new(&mut from);
         let mut line = Vec::new();
         loop {
@@ -649,7 +661,7 @@ struct Booted {
     panicked: Arc<AtomicBool>,
 }
 
-/// Starts vng for `vm`. Its stdout goes to `stdout` (None: inherited), its
+/// Starts vng for `vm`, its stdout to `stdout` (None: inherited) and its
 /// stderr to `stderr`.
 fn boot(ctx: &Ctx, vm: &Vm, stdout: Option<Sink>, stderr: Sink, stdin_null: bool) -> Result<Booted, String> {
     let args = vng_args(vm);
@@ -718,8 +730,13 @@ fn one_host(ctx: &Ctx, vm: &Vm, dir: &Path) -> Result<i32, String> {
             Some(f) => open_console(f)?,
             None => Box::new(std::io::stderr()),
         };
-        let sink = Sink { to: Arc::new(Mutex::new(stderr_to)), prefix: String::new(), panicked: Arc::new(AtomicBool::new(false)) };
-        let mut booted = [boot(ctx, vm, None, sink, false)?];
+        let panicked = Arc::new(AtomicBool::new(false));
+        let sink = Sink { to: Arc::new(Mutex::new(stderr_to)), prefix: String::new(), panicked: panicked.clone(), raw: false };
+        // vng's stdout goes through a pipe of ours too: qemu reopens it by
+        // /proc/self/fd/1 with O_TRUNC, which would empty a file it was
+        // redirected to, and write over what came before.
+        let stdout = Sink { to: Arc::new(Mutex::new(Box::new(std::io::stdout()))), prefix: String::new(), panicked, raw: true };
+        let mut booted = [boot(ctx, vm, Some(stdout), sink, false)?];
         let timed_out = wait_all(ctx, &mut booted, started)?;
         let status = booted[0].child.wait().map_err(|e| format!("waiting for vng: {e}"))?;
         (ctx.log)(&format!("the VM ended after {:.0} s (vng: {status})", started.elapsed().as_secs_f64()));
@@ -790,8 +807,8 @@ fn two_hosts(ctx: &Ctx, vms: &[(Vm, PathBuf)]) -> Result<i32, String> {
             None => stderr.clone(),
         };
         let prefix = format!("[{name}] ");
-        let out = Sink { to: stdout.clone(), prefix: prefix.clone(), panicked: panicked.clone() };
-        let err = Sink { to: err_to, prefix: if ctx.args.console.is_some() { String::new() } else { prefix }, panicked };
+        let out = Sink { to: stdout.clone(), prefix: prefix.clone(), panicked: panicked.clone(), raw: false };
+        let err = Sink { to: err_to, prefix: if ctx.args.console.is_some() { String::new() } else { prefix }, panicked, raw: false };
         booted.push(boot(ctx, vm, Some(out), err, true)?);
     }
     let timed_out = wait_all(ctx, &mut booted, started)?;
