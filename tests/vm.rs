@@ -72,6 +72,9 @@ mod faults;
 #[path = "vm/doctor.rs"]
 mod doctor;
 
+#[path = "vm/sandbox.rs"]
+mod sandbox;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
