@@ -450,8 +450,8 @@ fn kernel(ctx: &Ctx) -> Result<PathBuf, String> {
         log("kernel: none on this machine has rdma_rxe: downloading the distribution's");
     } else {
         let places = Places { boot: "/nonexistent".into(), modules: "/nonexistent".into(), cache: cache.clone(), running: String::new() };
-        if let Choice::Found(k, why) = sandbox_kernel::choose(&places) {
-            log(&format!("kernel: {} (--download-kernel: {why})", k.display()));
+        if let Choice::Found(k, _) = sandbox_kernel::choose(&places) {
+            log(&format!("kernel: {} (--download-kernel: downloaded earlier into {})", k.display(), cache.display()));
             return Ok(k);
         }
     }
@@ -548,11 +548,14 @@ fn run(ctx: &Ctx) -> Result<i32, String> {
         };
         let spec_path = dir.join("spec.json");
         fs::write(&spec_path, serde_json::to_string_pretty(&spec).unwrap_or_default()).map_err(|e| format!("{}: {e}", spec_path.display()))?;
-        let mut rwdirs = vec![priv_dir.clone()];
-        // The root directory is not shared read-write: that would be the host.
-        if cwd != Path::new("/") && !priv_dir.starts_with(&cwd) {
+        // The root directory is not shared read-write: that would be the
+        // host. The private directory comes second: the current directory
+        // may hold it (/tmp), and vng mounts them in order.
+        let mut rwdirs = Vec::new();
+        if cwd != Path::new("/") {
             rwdirs.push(cwd.clone());
         }
+        rwdirs.push(priv_dir.clone());
         let vm = Vm {
             kernel: kernel.clone(),
             kvm,
