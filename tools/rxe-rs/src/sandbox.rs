@@ -686,9 +686,16 @@ fn boot(ctx: &Ctx, vm: &Vm, stdout: Option<Sink>, stderr: Sink, stdin_null: bool
     Ok(Booted { child, pumps, panicked })
 }
 
+/// Why the VMs stopped early.
+enum Stopped {
+    No,
+    Timeout,
+    /// By this signal to the sandbox: exit as a shell reports it, 128 + it.
+    Signal(i32),
+}
+
 /// Waits for the booted VMs, stopping them on --timeout or a signal.
-/// Returns whether they were stopped for the timeout.
-fn wait_all(ctx: &Ctx, booted: &mut [Booted], started: Instant) -> Result<bool, String> {
+fn wait_all(ctx: &Ctx, booted: &mut [Booted], started: Instant) -> Result<Stopped, String> {
     let deadline = ctx.args.timeout.map(|t| started + Duration::from_secs(t));
     let mut timed_out = false;
     loop {
@@ -717,10 +724,24 @@ fn wait_all(ctx: &Ctx, booted: &mut [Booted], started: Instant) -> Result<bool, 
         }
     }
     let sig = STOP_SIGNAL.load(Ordering::SeqCst);
-    if sig != 0 {
-        return Err(format!("stopped by signal {sig}"));
+    Ok(if sig != 0 {
+        eprintln!("rxe-rs sandbox: stopped the VM(s) on signal {sig}");
+        Stopped::Signal(sig)
+    } else if timed_out {
+        eprintln!("rxe-rs sandbox: stopped the VM(s) after --timeout {} s", ctx.args.timeout.unwrap_or(0));
+        Stopped::Timeout
+    } else {
+        Stopped::No
+    })
+}
+
+/// The exit status for VMs stopped early.
+fn stopped_code(s: &Stopped) -> Option<i32> {
+    match s {
+        Stopped::No => None,
+        Stopped::Timeout => Some(EXIT_TIMEOUT),
+        Stopped::Signal(sig) => Some(128 + sig),
     }
-    Ok(timed_out)
 }
 
 fn one_host(ctx: &Ctx, vm: &Vm, dir: &Path) -> Result<i32, String> {
@@ -740,12 +761,11 @@ fn one_host(ctx: &Ctx, vm: &Vm, dir: &Path) -> Result<i32, String> {
         // redirected to, and write over what came before.
         let stdout = Sink { to: Arc::new(Mutex::new(Box::new(std::io::stdout()))), prefix: String::new(), panicked, raw: true };
         let mut booted = [boot(ctx, vm, Some(stdout), sink, false)?];
-        let timed_out = wait_all(ctx, &mut booted, started)?;
+        let stopped = wait_all(ctx, &mut booted, started)?;
         let status = booted[0].child.wait().map_err(|e| format!("waiting for vng: {e}"))?;
         (ctx.log)(&format!("the VM ended after {:.0} s (vng: {status})", started.elapsed().as_secs_f64()));
-        if timed_out {
-            eprintln!("rxe-rs sandbox: stopped the VM after --timeout {} s", ctx.args.timeout.unwrap_or(0));
-            return Ok(EXIT_TIMEOUT);
+        if let Some(code) = stopped_code(&stopped) {
+            return Ok(code);
         }
         if attempt == 1 && !dir.join("started").exists() && booted[0].panicked.load(Ordering::SeqCst) {
             eprintln!("rxe-rs sandbox: the kernel panicked before the guest started; booting again");
@@ -814,11 +834,10 @@ fn two_hosts(ctx: &Ctx, vms: &[(Vm, PathBuf)]) -> Result<i32, String> {
         let err = Sink { to: err_to, prefix: if ctx.args.console.is_some() { String::new() } else { prefix }, panicked, raw: false };
         booted.push(boot(ctx, vm, Some(out), err, true)?);
     }
-    let timed_out = wait_all(ctx, &mut booted, started)?;
+    let stopped = wait_all(ctx, &mut booted, started)?;
     (ctx.log)(&format!("the VMs ended after {:.0} s", started.elapsed().as_secs_f64()));
-    if timed_out {
-        eprintln!("rxe-rs sandbox: stopped the VMs after --timeout {} s", ctx.args.timeout.unwrap_or(0));
-        return Ok(EXIT_TIMEOUT);
+    if let Some(code) = stopped_code(&stopped) {
+        return Ok(code);
     }
     let mut codes = Vec::new();
     for (h, (_, dir)) in vms.iter().enumerate() {
