@@ -130,6 +130,11 @@ pub fn nics(devices: u8, h: u8) -> Vec<Nic> {
         .collect()
 }
 
+/// The other host's rxe0 address, as nics() gives it.
+pub fn peer_of(h: u8) -> String {
+    nics(1, 1 - h)[0].addr.trim_end_matches("/24").to_string()
+}
+
 pub fn host_name(h: u8) -> &'static str {
     ["a", "b"][usize::from(h)]
 }
@@ -534,7 +539,7 @@ fn run(ctx: &Ctx) -> Result<i32, String> {
         let nics = nics(args.devices, h);
         let spec = Spec {
             host: name.into(),
-            peer: (hosts == 2).then(|| nics::peer_of(h)),
+            peer: (hosts == 2).then(|| peer_of(h)),
             nics: nics.clone(),
             driver_dir: driver_dir.clone(),
             cwd: cwd.clone(),
@@ -581,12 +586,6 @@ fn run(ctx: &Ctx) -> Result<i32, String> {
     }
 }
 
-mod nics {
-    /// The other host's rxe0 address.
-    pub fn peer_of(h: u8) -> String {
-        format!("192.0.2.{}", 2 - h)
-    }
-}
 
 /// The console file of host `host`: with two hosts, %h replaced, else
 /// .<host> appended.

@@ -187,6 +187,7 @@ fn each_device_has_its_own_nic_and_subnet() {
     let a = nics(3, 0);
     assert_eq!(a.iter().map(|n| n.addr.as_str()).collect::<Vec<_>>(), ["192.0.2.1/24", "198.18.1.1/24", "198.18.2.1/24"]);
     assert_eq!(a[0].mac, "52:54:00:00:02:01");
+    assert_eq!((peer_of(0).as_str(), peer_of(1).as_str()), ("192.0.2.2", "192.0.2.1"));
     let b = nics(1, 1);
     assert_eq!((b[0].addr.as_str(), b[0].mac.as_str()), ("192.0.2.2/24", "52:54:00:00:02:02"));
     let alone = qemu_nic_opts(&a, 0, 1);
