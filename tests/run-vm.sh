@@ -27,6 +27,8 @@ for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safet
 done
 shopt -u nullglob
 rm -rf "$out" && mkdir -p "$out"
+# Absolute: the sandbox runs in it, and the guest is given paths in it.
+out=$(cd "$out" && pwd)
 # RXE_RS_KERNEL: another kernel's vmlinuz (e.g. one tests/kernels/fetch.sh
 # unpacked); virtme-ng finds its modules beside it (tests/kernels/fetch.sh).
 kernel=${RXE_RS_KERNEL:-$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)}

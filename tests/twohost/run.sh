@@ -15,6 +15,8 @@ for f in librxe_rs.so rxe-rs; do
 	[ -e "$repo/target/release/$f" ] || { echo "target/release/$f is missing: run cargo build --release" >&2; exit 1; }
 done
 rm -rf "$out" && mkdir -p "$out/log" "$out/sync"
+# Absolute: the sandbox runs in it, and the guest is given paths in it.
+out=$(cd "$out" && pwd)
 kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 
 # The wire is a TCP connection between the two qemus (the sandbox's
