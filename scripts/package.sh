@@ -44,11 +44,11 @@ mkdir -p "$stage"
 strip --strip-unneeded -o "$stage/$lib" target/release/librxe_rs.so
 chmod 0644 "$stage/$lib"
 cp driver-config/rxe_rs.driver README.md LICENSE "$stage/"
-# The rxe-rs command (tools/rxe-rs: `rxe-rs doctor`) and the man pages
+# The rxe-rs command (tools/rxe-rs: `rxe-rs doctor`, `rxe-rs sandbox`) and the man pages
 # (the command's, and rxe-rs-faults.7: the provider's fault injection).
 strip --strip-unneeded -o "$stage/rxe-rs" target/release/rxe-rs
 chmod 0755 "$stage/rxe-rs"
-for m in rxe-rs.1 rxe-rs-doctor.1 rxe-rs-faults.7; do
+for m in rxe-rs.1 rxe-rs-doctor.1 rxe-rs-sandbox.1 rxe-rs-faults.7; do
 	gzip -9n < "tools/rxe-rs/man/$m" > "$stage/$m.gz"
 	chmod 0644 "$stage/$m.gz"
 done
@@ -57,7 +57,7 @@ done
 #   <libdir>/libibverbs/librxe_rs-rdmav34.so   the provider (same bytes)
 #   <libdir>/libibverbs/librxe_rs-rdmav{57,59,64,65}.so  -> librxe_rs-rdmav34.so
 #   /usr/share/rxe-rs/rxe_rs.driver            `driver rxe_rs`
-#   /usr/bin/rxe-rs, /usr/share/man/man1/rxe-rs{,-doctor}.1.gz   the command
+#   /usr/bin/rxe-rs, /usr/share/man/man1/rxe-rs{,-doctor,-sandbox}.1.gz   the command
 #   /etc/libibverbs.d/<entry>                  symlink to the above, so that
 #        it goes away on remove (a leftover conffile naming a removed
 #        library would make every verbs program warn "couldn't load driver")
@@ -76,7 +76,7 @@ mkdir -p "$pkg/DEBIAN" "$pkg/usr/lib/$multiarch/libibverbs" "$pkg/usr/share/rxe-
 	"$pkg/etc/libibverbs.d" "$pkg/usr/share/doc/rxe-rs" "$pkg/usr/bin" "$pkg/usr/share/man/man1" "$pkg/usr/share/man/man7"
 install -m 0644 "$stage/$lib" "$pkg/usr/lib/$multiarch/libibverbs/"
 install -m 0755 "$stage/rxe-rs" "$pkg/usr/bin/"
-install -m 0644 "$stage/rxe-rs.1.gz" "$stage/rxe-rs-doctor.1.gz" "$pkg/usr/share/man/man1/"
+install -m 0644 "$stage/rxe-rs.1.gz" "$stage/rxe-rs-doctor.1.gz" "$stage/rxe-rs-sandbox.1.gz" "$pkg/usr/share/man/man1/"
 install -m 0644 "$stage/rxe-rs-faults.7.gz" "$pkg/usr/share/man/man7/"
 for abi in "${abis[@]:1}"; do
 	ln -s "$lib" "$pkg/usr/lib/$multiarch/libibverbs/librxe_rs-rdmav$abi.so"

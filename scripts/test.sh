@@ -8,7 +8,9 @@
 #     trixie's and sid's userspace, which tests/releases/fetch.sh unpacks
 #     (cached) under target/releases/ first; then, one boot each, a subset
 #     on Debian's 6.12 and 7.x kernels, which tests/kernels/fetch.sh unpacks
-#     (cached) under target/kernels/.
+#     (cached) under target/kernels/. Every boot goes through `rxe-rs
+#     sandbox` (tools/rxe-rs), which tests/vm/sandbox.rs tests as a user
+#     runs it, with the README's examples.
 #  3. The package tests (tests/packaging/run.sh: .deb in a VM, .rpm in a
 #     scratch root).
 set -eu

@@ -1,9 +1,11 @@
 #!/bin/bash
-# Boots Debian's kernel once under qemu (virtme-ng): the host's newest
-# /boot/vmlinuz-*-amd64, or $RXE_RS_KERNEL if set. Brings up rxe0 on the
-# VM's isolated NIC and runs the named guest suites (the functions
-# <suite>_suite in tests/guest/*.sh) through the stock librxe and ours.
-# Results land in <out dir>.
+# Boots Debian's kernel once through `rxe-rs sandbox` (tools/rxe-rs, the
+# release build: virtme-ng and qemu): the host's newest
+# /boot/vmlinuz-*-amd64, or $RXE_RS_KERNEL if set. The sandbox brings up
+# rxe0 on the VM's isolated NIC; the named guest suites (the functions
+# <suite>_suite in tests/guest/*.sh) run there through the stock librxe and
+# ours. Results land in <out dir>; the kernel's console in <out dir>/vm.log,
+# the sandbox's own output in <out dir>/sandbox.log.
 # Every C program under tests/programs/, tests/edge/, tests/safety/,
 # tests/stress/, tests/load/ and tests/faults/ is built first into target/vmtest/bin/<name>
 # (a new .c file there needs no edit here).
@@ -13,7 +15,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$1
 shift
 bin=$repo/target/vmtest/bin
-[ -e "$repo/target/release/librxe_rs.so" ] || { echo "target/release/librxe_rs.so is missing: run cargo build --release" >&2; exit 1; }
+for f in librxe_rs.so rxe-rs; do
+	[ -e "$repo/target/release/$f" ] || { echo "target/release/$f is missing: run cargo build --release" >&2; exit 1; }
+done
 rm -rf "$bin" && mkdir -p "$bin"
 shopt -s nullglob
 for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safety/*.c "$repo"/tests/stress/*.c "$repo"/tests/load/*.c "$repo"/tests/faults/*.c; do
@@ -23,25 +27,29 @@ for src in "$repo"/tests/programs/*.c "$repo"/tests/edge/*.c "$repo"/tests/safet
 done
 shopt -u nullglob
 rm -rf "$out" && mkdir -p "$out"
+# Absolute: the sandbox runs in it, and the guest is given paths in it.
+out=$(cd "$out" && pwd)
 # RXE_RS_KERNEL: another kernel's vmlinuz (e.g. one tests/kernels/fetch.sh
 # unpacked); virtme-ng finds its modules beside it (tests/kernels/fetch.sh).
 kernel=${RXE_RS_KERNEL:-$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)}
 [ -f "$kernel" ] || { echo "no kernel image $kernel" >&2; exit 1; }
-# No KVM for this guest: software emulation, kept at 2 CPUs and 4 GiB.
-# A kernel that panics while booting, before the guest ran anything of ours,
-# is booted once more: under emulation 6.12 now and then hits an int3 oops
-# when it patches its own code (sched_clock going stable). The first boot's
-# console is kept as vm.log.boot1 and boot-retries.txt says so.
-for boot in 1 2; do
-	timeout 4800 vng --run "$kernel" --verbose --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
-		--rwdir "$out" --exec "bash $repo/tests/guest/main.sh $repo $out $bin $*" > "$out/vm.log" 2>&1 || true
-	[ ! -e "$out/setup.txt" ] && [ "$boot" = 1 ] && grep -q 'Kernel panic' "$out/vm.log" || break
-	mv "$out/vm.log" "$out/vm.log.boot$boot"
-	echo "boot $boot: the kernel panicked before the guest started; booting again" | tee -a "$out/boot-retries.txt" >&2
-done
+# Software emulation here (the sandbox uses KVM only where qemu really
+# runs under it), kept at 2 CPUs and 4 GiB. The sandbox boots once more a
+# kernel that panics before the guest ran anything of ours (under emulation
+# 6.12 now and then hits an int3 oops when it patches its own code,
+# sched_clock going stable), keeping the first boot's console as
+# vm.log.boot1; boot-retries.txt says so. The suites run in <out dir>, the
+# only host directory they write to.
+(cd "$out" && "$repo/target/release/rxe-rs" sandbox --kernel "$kernel" --memory 4G --cpus 2 --timeout 4800 --verbose \
+	--provider "$repo/driver-config/librxe_rs" --console "$out/vm.log" \
+	-- bash "$repo/tests/guest/main.sh" "$repo" "$out" "$bin" "$@") > "$out/sandbox.log" 2>&1 || true
+if [ -e "$out/vm.log.boot1" ]; then
+	echo "boot 1: the kernel panicked before the guest started; booting again" | tee -a "$out/boot-retries.txt" >&2
+fi
 if [ "$(cat "$out/finished" 2>/dev/null)" != ok ]; then
-	echo "the VM run did not finish; last lines of $out/vm.log:" >&2
+	echo "the VM run did not finish; last lines of $out/vm.log and $out/sandbox.log:" >&2
 	tail -20 "$out/vm.log" >&2
+	tail -5 "$out/sandbox.log" >&2
 	[ ! -s "$out/setup.txt" ] || { echo "--- $out/setup.txt:" >&2; cat "$out/setup.txt" >&2; }
 	exit 1
 fi

@@ -1,5 +1,6 @@
 //! Integration tests against the real kernel: Debian 12's 6.1 kernel with its
-//! in-tree rdma_rxe, booted once under qemu by tests/run-vm.sh. Inside, every
+//! in-tree rdma_rxe, booted once under qemu by tests/run-vm.sh (through
+//! `rxe-rs sandbox`, which tests/vm/sandbox.rs tests itself). Inside, every
 //! program runs through the stock librxe and through ours, each alone (see
 //! tests/guest/common.sh); the tests below compare the two.
 //!
@@ -71,6 +72,9 @@ mod faults;
 
 #[path = "vm/doctor.rs"]
 mod doctor;
+
+#[path = "vm/sandbox.rs"]
+mod sandbox;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

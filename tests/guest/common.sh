@@ -5,22 +5,24 @@
 set -u
 CASES=$OUT/cases.txt
 
-# Brings up rxe0 on the VM's first NIC, which is wired to nothing outside it.
+# rxe0 is the sandbox's (tests/run-vm.sh boots through `rxe-rs sandbox`):
+# on the VM's first NIC, 192.0.2.1/24, wired to nothing outside it, with
+# the multicast route rdma_cm's tools need. This records it and makes what
+# the suites need besides.
 setup_rxe() {
-	modprobe rdma_rxe || return 1
-	# Since 7.x rdma_rxe no longer pulls in the verbs device files.
-	modprobe ib_uverbs || return 1
-	NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
-	ip link set "$NIC" up && ip addr add 192.0.2.1/24 dev "$NIC" || return 1
-	# rdma_cm's multicast tools need a route for the group.
-	ip route add 224.0.0.0/4 dev "$NIC" 2>/dev/null
-	rdma link add rxe0 type rxe netdev "$NIC" || return 1
+	NIC=${RXE_RS_NETDEVS%% *}
+	[ -n "$NIC" ] && [ -e /sys/class/infiniband/rxe0 ] || { echo "no rxe0 from the sandbox (RXE_RS_NETDEVS='${RXE_RS_NETDEVS:-}')"; return 1; }
+	# The sandbox let only ours serve; the suites choose per program (only)
+	# and the doctor suite looks at the machine's own directory.
+	umount /etc/libibverbs.d || return 1
 	# The unprivileged cases open the device as nobody.
 	chmod 666 /dev/infiniband/uverbs* /dev/infiniband/rdma_cm 2>/dev/null
 	mkdir -p /tmp/drv-stock /tmp/drv-ours
 	echo "driver rxe" > /tmp/drv-stock/x.driver
 	echo "driver $REPO/driver-config/librxe_rs" > /tmp/drv-ours/x.driver
 	mkdir -p "$OUT/log" && chmod 777 "$OUT/log"
+	ip -br addr show "$NIC"
+	rdma link show
 }
 
 # only <stock|ours> <label> cmd...: runs cmd seeing only that provider's

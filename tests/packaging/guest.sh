@@ -96,6 +96,7 @@ doctor_installed() {
 	if echo "$p" | grep -q '^FAIL '; then return 1; fi
 	echo "$p" | grep -qF "OK   verbs.provider: [rxe0] rxe0: served by rxe-rs, $OUR_LIB (from $ENTRY)" || return 1
 	[ -f /usr/share/man/man1/rxe-rs-doctor.1.gz ] && [ -f /usr/share/man/man1/rxe-rs.1.gz ] &&
+		[ -f /usr/share/man/man1/rxe-rs-sandbox.1.gz ] &&
 		[ -f /usr/share/man/man7/rxe-rs-faults.7.gz ]
 }
 

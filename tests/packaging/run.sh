@@ -108,6 +108,8 @@ deb_control() {
 	local d
 	d=$(dpkg-deb -f "$deb1" Depends)
 	[ "$d" = "libc6 (>= 2.34), libgcc-s1 (>= 4.2), libibverbs1 (>= 44), libibverbs1 (<< 66~)" ] || { echo "Depends: $d"; return 1; }
+	# `rxe-rs sandbox` boots qemu: suggested, not needed by the provider.
+	[ "$(dpkg-deb -f "$deb1" Suggests)" = qemu-system-x86 ] || { echo "Suggests: $(dpkg-deb -f "$deb1" Suggests)"; return 1; }
 	if dpkg-deb -f "$deb1" Description | grep -q 'ABI 34 as shipped'; then echo "description names ABI 34 only"; return 1; fi
 	# The five names: the file and four relative symlinks to it.
 	local lst abi
@@ -121,6 +123,7 @@ deb_control() {
 	# The rxe-rs command and its man pages.
 	echo "$lst" | grep -q '^-rwxr-xr-x .* \./usr/bin/rxe-rs$' || { echo "no /usr/bin/rxe-rs"; return 1; }
 	echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs\.1\.gz$' && echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs-doctor\.1\.gz$' &&
+		echo "$lst" | grep -q ' \./usr/share/man/man1/rxe-rs-sandbox\.1\.gz$' &&
 		echo "$lst" | grep -q ' \./usr/share/man/man7/rxe-rs-faults\.7\.gz$'
 }
 check deb_control_depends_and_names deb_control
@@ -211,7 +214,7 @@ mkdir -p "$work/rpmdb-query"
 rpm_files() {
 	local want got
 	want=$( (printf '%s\n' /etc/libibverbs.d/rxe_rs.driver /usr/bin/rxe-rs \
-		/usr/share/man/man1/rxe-rs.1.gz /usr/share/man/man1/rxe-rs-doctor.1.gz /usr/share/man/man7/rxe-rs-faults.7.gz \
+		/usr/share/man/man1/rxe-rs.1.gz /usr/share/man/man1/rxe-rs-doctor.1.gz /usr/share/man/man1/rxe-rs-sandbox.1.gz /usr/share/man/man7/rxe-rs-faults.7.gz \
 		/usr/share/doc/rxe-rs/README.md /usr/share/licenses/rxe-rs/LICENSE /usr/share/rxe-rs \
 		/usr/share/rxe-rs/rxe_rs.driver
 		for abi in $abis; do echo "/usr/lib64/libibverbs/librxe_rs-rdmav$abi.so"; done) | sort)
@@ -242,6 +245,7 @@ rpm_requires() {
 	echo "$r"
 	if echo "$r" | grep -q 'PRIVATE'; then echo "a private ABI is pinned"; return 1; fi
 	[ "$(echo "$r" | grep 'libibverbs')" = "$(printf '%s\n' 'libibverbs >= 44' 'libibverbs < 66')" ] || { echo "libibverbs requirements differ"; return 1; }
+	[ "$(rq -qp --suggests "$rpm1")" = qemu-system-x86-core ] || { echo "suggests: $(rq -qp --suggests "$rpm1")"; return 1; }
 }
 check rpm_requires_libibverbs_range_no_private_abi rpm_requires
 

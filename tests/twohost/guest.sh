@@ -1,5 +1,5 @@
 #!/bin/bash
-# One of the two VMs of tests/twohost/run.sh. Host a (192.0.2.1) runs every
+# One of the two VMs of tests/twohost/run.sh (rxe-rs sandbox --hosts 2). Host a (192.0.2.1) runs every
 # server, host b (192.0.2.2) every client, over the qemu wire between their
 # NICs, case by case in one fixed order. The two meet through files in the
 # shared results directory (the same host directory, 9p without a cache:
@@ -68,14 +68,11 @@ define() {
 	esac
 }
 
+# rxe0 is the sandbox's: on this VM's one NIC, $ME/24, the multicast
+# route mckey's group needs out of it included.
 setup() {
-	modprobe rdma_rxe || return 1
-	NIC=$(ls /sys/class/net | grep -v '^lo$' | head -1)
-	[ -n "$NIC" ] || return 1
-	ip link set "$NIC" up && ip addr add "$ME/24" dev "$NIC" || return 1
-	# mckey's group needs a route out of the NIC.
-	ip route add 224.0.0.0/4 dev "$NIC" || return 1
-	rdma link add rxe0 type rxe netdev "$NIC" || return 1
+	NIC=${RXE_RS_NETDEVS%% *}
+	[ -n "$NIC" ] && [ -e /sys/class/infiniband/rxe0 ] || return 1
 	mkdir -p /tmp/drv-stock /tmp/drv-ours "$OUT/log"
 	echo "driver rxe" > /tmp/drv-stock/x.driver
 	echo "driver $REPO/driver-config/librxe_rs" > /tmp/drv-ours/x.driver

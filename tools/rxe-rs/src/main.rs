@@ -2,10 +2,17 @@
 //! (kernel, rxe links, netdevs, GIDs, MTU, memlock, firewall, libibverbs and
 //! which provider serves rxe, rdma_cm) and prints OK / WARN / FAIL per
 //! finding with the command that fixes it; exit status 1 if any FAILs.
+//! `rxe-rs sandbox -- <command>` runs a command in a throwaway VM whose
+//! kernel has rdma_rxe, with rxe-rs serving rxe0 (sandbox.rs).
 
 mod checks;
 mod facts;
 mod gather;
+mod sandbox;
+mod sandbox_guest;
+mod sandbox_kernel;
+#[cfg(test)]
+mod sandbox_tests;
 #[cfg(test)]
 mod tests;
 
@@ -13,13 +20,13 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "rxe-rs", version, about = "Tools for rxe-rs, the Rust provider for Soft-RoCE (rdma_rxe)")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Cmd,
+    pub(crate) command: Cmd,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+pub(crate) enum Cmd {
     /// Check this machine's Soft-RoCE set-up: each finding OK, WARN or FAIL
     /// with the command that fixes it. Exit status 0 when nothing FAILs.
     Doctor {
@@ -31,6 +38,11 @@ enum Cmd {
         #[arg(long)]
         no_open: bool,
     },
+    /// Run a command in a throwaway VM whose kernel has rdma_rxe: rxe0 up
+    /// on a NIC wired to nothing outside, rxe-rs serving it, the current
+    /// directory shared. Exits with the command's status (124: --timeout,
+    /// 125: the sandbox itself failed).
+    Sandbox(Box<sandbox::SandboxArgs>),
 }
 
 fn main() {
@@ -47,5 +59,6 @@ fn main() {
             let failed = findings.iter().any(|f| f.status == checks::Status::Fail);
             std::process::exit(i32::from(failed));
         }
+        Cmd::Sandbox(args) => std::process::exit(sandbox::main(*args)),
     }
 }
