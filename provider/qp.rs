@@ -844,6 +844,30 @@ impl Qp {
     /// `FAST`: the lock without helgrind's annotations (the caller checked
     /// `valgrind::slow_path()`).
     pub(crate) unsafe fn post_recv<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+        if FAST {
+            // One WR with one SGE, the usual post, with nothing out of line:
+            // the entry then needs no stack frame. Anything else, or a
+            // refusal, goes through the general path, which checks again.
+            if let Some(rq) = self.rq.as_ref() {
+                // SAFETY: a valid WR when non-null, per the contract.
+                if !wr.is_null() && unsafe { (*wr).next.is_null() } && self.state() != ibv_qp_state::IBV_QPS_RESET {
+                    // SAFETY: as above.
+                    if unsafe { rq.lock_fast().post_single(&*wr) } {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.post_recv_general::<FAST>(wr) }
+    }
+
+    /// [`Qp::post_recv`] for lists, refusals and the slow path.
+    ///
+    /// # Safety
+    /// As for [`Qp::post_recv`].
+    #[inline(never)]
+    unsafe fn post_recv_general<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
         let Some(rq) = self.rq.as_ref() else {
             self.log_refusal("post_recv", None, Refusal::RecvThroughSrq);
             return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
