@@ -20,7 +20,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::fmt;
 use core::mem::{size_of, MaybeUninit};
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use ibv_qp_create_send_ops_flags as ops;
@@ -96,7 +96,15 @@ struct Batch {
     producer: ProducerState,
     /// The first error a builder or setter met; wr_complete returns it.
     err: Option<Errno>,
+    /// The slot of the WQE the last builder wrote, which the setters fill;
+    /// None before the batch's first builder (a setter then fails it).
+    /// Kept so that each setter loads it rather than working it out again.
+    last: Option<NonNull<u8>>,
 }
+
+// SAFETY: `last` points into the send ring, which may move between threads
+// (Ring is Send); it is used only under the send lock.
+unsafe impl Send for Batch {}
 
 #[repr(C)]
 pub(crate) struct Qp {
@@ -950,7 +958,7 @@ impl Qp {
         let prod = q.ring.producer_index();
         // Read afresh: post_send may have moved the producer since.
         let cons = q.ring.consumer_index_acquire();
-        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: None };
+        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: None, last: None };
         sq.park();
     }
 
@@ -959,13 +967,13 @@ impl Qp {
     /// # Safety
     /// Between [`Qp::wr_start`] and the batch's end, on the same thread.
     #[inline(always)]
-    unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Option<Errno>) -> R) -> R {
+    unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Batch) -> R) -> R {
         // SAFETY: per the contract, wr_start parked the lock on this thread.
         let mut sq = unsafe { self.sq.resume() };
         let SendQueue { ring, ssn, batch } = &mut *sq;
         // SAFETY: we hold the lock; the position is this batch's.
         let mut producer = unsafe { Producer::resume(ring, batch.producer) };
-        let r = f(&mut producer, ssn, &mut batch.err);
+        let r = f(&mut producer, ssn, batch);
         batch.producer = producer.park();
         sq.park();
         r
@@ -999,9 +1007,11 @@ impl Qp {
         };
         let (ex, arm, iova) = send_op.header_parts();
         let h = wqe::Header { wr_id, opcode: send_op.opcode(), send_flags: flags, ex, arm, iova, ssn: q.ssn, length: 0, num_sge: 0 };
+        let slot = q.ring.slot_raw(index);
         // SAFETY: slot `index` is free (reserve_index) and ours under the
         // lock; every slot holds a header (map_rings).
-        unsafe { wqe::write_header(q.ring.slot_raw(index), &h) };
+        unsafe { wqe::write_header(slot, &h) };
+        q.batch.last = NonNull::new(slot);
         q.batch.producer.prod = next_index(index, q.ring.mask());
         q.ssn = q.ssn.wrapping_add(1);
     }
@@ -1038,26 +1048,26 @@ impl Qp {
         };
         // SAFETY: per the contract.
         unsafe {
-            self.in_batch(|p, ssn, err| {
-                if err.is_some() {
+            self.in_batch(|p, ssn, b| {
+                if b.err.is_some() {
                     return;
                 }
                 let bind = match bind {
                     Ok(b) => b,
                     Err(r) => {
-                        *err = Some(r.errno());
+                        b.err = Some(r.errno());
                         return;
                     }
                 };
                 let extra = match extra {
                     Ok(x) => x,
                     Err(e) => {
-                        *err = Some(e);
+                        b.err = Some(e);
                         return;
                     }
                 };
                 let Some(slot) = p.reserve() else {
-                    *err = Some(Errno(libc::ENOSPC));
+                    b.err = Some(Errno(libc::ENOSPC));
                     return;
                 };
                 let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
@@ -1074,11 +1084,12 @@ impl Qp {
                 }
                 if let Extra::AtomicWrite(bytes) = extra {
                     if wqe::set_atomic_write_data(slot, bytes).is_err() {
-                        *err = Some(Errno(libc::EINVAL));
+                        b.err = Some(Errno(libc::EINVAL));
                         return;
                     }
                 }
                 p.commit();
+                b.last = p.last_ptr().and_then(NonNull::new);
                 *ssn = ssn.wrapping_add(1);
             })
         }
@@ -1100,11 +1111,11 @@ impl Qp {
         if b.err.is_some() {
             return;
         }
-        if b.producer.prod == b.producer.start {
+        let Some(slot) = b.last else {
             b.err = Some(Errno(libc::EINVAL));
             return;
-        }
-        let slot = q.ring.slot_raw(b.producer.prod.wrapping_sub(1));
+        };
+        let slot = slot.as_ptr();
         // SAFETY: the slot the last builder wrote, unpublished and ours
         // under the lock; FastSend::new measured it (header plus one SGE or
         // max_inline bytes); the payload's pointers follow the contract.
