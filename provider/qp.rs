@@ -399,6 +399,16 @@ pub(crate) unsafe fn destroy(qp: *mut ibv_qp) -> Result<()> {
     unsafe { object::destroy::<Qp>(qp, |q| cmd::checked(ibv_cmd_destroy_qp(q.raw()))) }
 }
 
+/// Whether a post was cut short by a full send queue. The doorbell rings
+/// then even when nothing was posted, as librxe rings after every
+/// post_send: the kernel works through the queue from this thread's system
+/// call, where posters spinning on a full queue without one would leave it
+/// to the kernel's own threads, which they crowd out on a busy machine.
+#[inline(always)]
+fn queue_full<W>(refused: &Option<(Refusal, *mut W)>) -> bool {
+    matches!(refused, Some((Refusal::QueueFull { .. }, _)))
+}
+
 fn state_allows_send(state: u32) -> bool {
     !matches!(state, ibv_qp_state::IBV_QPS_RESET | ibv_qp_state::IBV_QPS_INIT | ibv_qp_state::IBV_QPS_RTR)
 }
@@ -684,7 +694,7 @@ impl Qp {
             // SAFETY: bad is a WR of the application's list.
             self.log_refusal("post_send", Some(unsafe { (*bad).wr_id }), r);
         }
-        if posted {
+        if posted || queue_full(&refused) {
             self.doorbell().map_err(|errno| PostError { errno, bad: ptr::null_mut() })?;
         }
         match refused {
@@ -759,7 +769,7 @@ impl Qp {
             (refused, prod != start)
             // The lock drops here, after the publication.
         };
-        if posted {
+        if posted || queue_full(&refused) {
             self.doorbell().map_err(|errno| PostError { errno, bad: ptr::null_mut() })?;
         }
         match refused {

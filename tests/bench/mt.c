@@ -4,6 +4,8 @@
  *                        signaled RDMA WRITEs (one per ibv_post_send) on one
  *                        looped-back RC QP while Q threads poll its send CQ
  *   reg_mr.<size>      - median microseconds of ibv_reg_mr + ibv_dereg_mr
+ * and, as `info` lines (report.py shows only the `bench` ones): how many posts
+ * per second the full send queue refused, and reg_mr's minimum and quartiles.
  * usage: mt [device] [gid_index] [seconds per contention run]
  */
 #include <infiniband/verbs.h>
@@ -52,7 +54,7 @@ static void to_rts(struct ibv_qp *qp, uint32_t dest)
 static struct ibv_qp *qa;
 static struct ibv_cq *scq;
 static atomic_int stop;
-static atomic_long posted, polled;
+static atomic_long posted, polled, refused;
 
 static void *poster(void *arg)
 {
@@ -62,12 +64,15 @@ static void *poster(void *arg)
 		.send_flags = IBV_SEND_SIGNALED }, *bad;
 	w.wr.rdma.remote_addr = (uintptr_t)buf + 4096;
 	w.wr.rdma.rkey = mr->rkey;
-	long n = 0;
+	long n = 0, full = 0;
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		if (ibv_post_send(qa, &w, &bad) == 0)
 			n++;
+		else
+			full++;
 	}
 	atomic_fetch_add(&posted, n);
+	atomic_fetch_add(&refused, full);
 	return NULL;
 }
 
@@ -103,6 +108,7 @@ static void contention(int posters, int pollers, double secs)
 	atomic_store(&stop, 0);
 	atomic_store(&posted, 0);
 	atomic_store(&polled, 0);
+	atomic_store(&refused, 0);
 	double t0 = now();
 	for (int i = 0; i < pollers; i++)
 		CHECK(!pthread_create(&t[i], NULL, poller, NULL));
@@ -115,6 +121,7 @@ static void contention(int posters, int pollers, double secs)
 		pthread_join(t[i], NULL);
 	double el = now() - t0;
 	printf("bench post_rate.%dx%d %.0f\n", posters, pollers, atomic_load(&posted) / el);
+	printf("info post_refused.%dx%d %.0f\n", posters, pollers, atomic_load(&refused) / el);
 	fflush(stdout);
 	/* Let the kernel finish what is in flight before the QP goes. */
 	struct ibv_wc wc[16];
@@ -149,6 +156,7 @@ static void reg(size_t size, const char *label, int reps)
 	}
 	qsort(t, reps, sizeof(double), cmpd);
 	printf("bench reg_mr.%s %.1f\n", label, t[reps / 2]);
+	printf("info reg_mr_spread.%s %.1f %.1f %.1f\n", label, t[0], t[reps / 4], t[3 * reps / 4]);
 	fflush(stdout);
 	free(t);
 	munmap(p, size);
