@@ -94,8 +94,9 @@ struct SendQueue {
 #[derive(Default)]
 struct Batch {
     producer: ProducerState,
-    /// The first error a builder or setter met; wr_complete returns it.
-    err: Option<Errno>,
+    /// The errno of the first error a builder or setter met, 0 while none
+    /// did (a plain word, read with one load); wr_complete returns it.
+    err: c_int,
     /// The slot of the WQE the last builder wrote, which the setters fill;
     /// None before the batch's first builder (a setter then fails it).
     /// Kept so that each setter loads it rather than working it out again.
@@ -963,13 +964,29 @@ impl Qp {
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
     pub(crate) unsafe fn wr_start(&self) {
+        if crate::valgrind::active() || !self.sq.try_lock_parked() {
+            return self.wr_start_waiting();
+        }
+        // SAFETY: the lock was just taken and parked on this thread.
+        Self::open_batch(unsafe { self.sq.held() });
+    }
+
+    /// wr_start when the lock is contended or helgrind watches: out of
+    /// line and unable to unwind, so that the entry needs no frame.
+    #[cold]
+    #[inline(never)]
+    extern "C" fn wr_start_waiting(&self) {
         let mut sq = self.sq.lock();
-        let q = &mut *sq;
+        Self::open_batch(&mut sq);
+        sq.park();
+    }
+
+    #[inline(always)]
+    fn open_batch(q: &mut SendQueue) {
         let prod = q.ring.producer_index();
         // Read afresh: post_send may have moved the producer since.
         let cons = q.ring.consumer_index_acquire();
-        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: None, last: None };
-        sq.park();
+        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: 0, last: None };
     }
 
     /// Runs `f` on the open batch.
@@ -1008,11 +1025,11 @@ impl Qp {
         // SAFETY: per the contract, wr_start parked the lock on this thread;
         // the reference ends with this call.
         let q = unsafe { self.sq.held() };
-        if q.batch.err.is_some() {
+        if q.batch.err != 0 {
             return;
         }
         let Some(index) = q.batch.producer.reserve_index(&q.ring) else {
-            q.batch.err = Some(Errno(libc::ENOSPC));
+            q.batch.err = libc::ENOSPC;
             return;
         };
         let (ex, arm, iova) = send_op.header_parts();
@@ -1059,25 +1076,25 @@ impl Qp {
         // SAFETY: per the contract.
         unsafe {
             self.in_batch(|p, ssn, b| {
-                if b.err.is_some() {
+                if b.err != 0 {
                     return;
                 }
                 let bind = match bind {
                     Ok(b) => b,
                     Err(r) => {
-                        b.err = Some(r.errno());
+                        b.err = r.errno().0;
                         return;
                     }
                 };
                 let extra = match extra {
                     Ok(x) => x,
                     Err(e) => {
-                        b.err = Some(e);
+                        b.err = e.0;
                         return;
                     }
                 };
                 let Some(slot) = p.reserve() else {
-                    b.err = Some(Errno(libc::ENOSPC));
+                    b.err = libc::ENOSPC;
                     return;
                 };
                 let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
@@ -1094,7 +1111,7 @@ impl Qp {
                 }
                 if let Extra::AtomicWrite(bytes) = extra {
                     if wqe::set_atomic_write_data(slot, bytes).is_err() {
-                        b.err = Some(Errno(libc::EINVAL));
+                        b.err = libc::EINVAL;
                         return;
                     }
                 }
@@ -1118,11 +1135,11 @@ impl Qp {
         // the reference ends with this call.
         let q = unsafe { self.sq.held() };
         let b = &mut q.batch;
-        if b.err.is_some() {
+        if b.err != 0 {
             return;
         }
         let Some(slot) = b.last else {
-            b.err = Some(Errno(libc::EINVAL));
+            b.err = libc::EINVAL;
             return;
         };
         let slot = slot.as_ptr();
@@ -1131,7 +1148,7 @@ impl Qp {
         // max_inline bytes); the payload's pointers follow the contract.
         let r = unsafe { self.set_payload(slot, payload) };
         if let Err(e) = r {
-            b.err = Some(e);
+            b.err = e.0;
         }
     }
 
@@ -1208,9 +1225,10 @@ impl Qp {
             // SAFETY: per the contract.
             let mut sq = unsafe { self.sq.resume() };
             let q = &mut *sq;
-            if let Some(e) = q.batch.err.take() {
-                // Nothing is published; the lock drops.
-                return Err(e);
+            if q.batch.err != 0 {
+                // Nothing is published; the lock drops. (wr_start clears
+                // the error for the next batch.)
+                return Err(Errno(q.batch.err));
             }
             let ProducerState { start, prod, .. } = q.batch.producer;
             if prod != start {

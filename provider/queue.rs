@@ -479,6 +479,14 @@ impl<T> SpinLock<T> {
         FastGuard { lock: self }
     }
 
+    /// Takes the lock if it is free, unannotated (callers checked
+    /// `valgrind::active()`), and leaves it held as a parked guard would:
+    /// [`SpinLock::resume`] and dropping the resumed guard release it.
+    #[inline(always)]
+    pub(crate) fn try_lock_parked(&self) -> bool {
+        !self.locked.swap(true, Ordering::Acquire)
+    }
+
     /// The data of a lock this thread holds through a parked guard, without
     /// making a guard (the extended send API's builders and setters).
     ///
