@@ -11,7 +11,7 @@ use crate::object::Object;
 use crate::qp::{Payload, Qp, SendOp};
 use crate::queue::Ring;
 use crate::srq::Srq;
-use crate::wqe::{SendLimits, SEND_HEADER};
+use crate::wqe::{SendLimits, RECV_HEADER, SEND_HEADER};
 use core::mem::size_of;
 use core::ptr;
 
@@ -145,7 +145,9 @@ fn full_send_queue_is_enomem_and_wraps_after_the_kernel_consumes() {
             sq.sim_consume(3);
         });
     }
-    assert_eq!(k.doorbells(), 15);
+    // One a post, the refused ones too (as librxe, the kernel is kicked
+    // when the queue is full).
+    assert_eq!(k.doorbells(), 20);
 }
 
 #[test]
@@ -487,4 +489,49 @@ fn the_fast_path_writes_what_the_general_path_writes() {
         assert_eq!(ex, unsafe { w.__bindgen_anon_1.imm_data }, "{what}");
     }
     assert!(k.doorbells() > 0);
+}
+
+/// The single-WR receive path against the general one: the same slot
+/// contents, and every refusal still made (full queue, no SGE allowed).
+#[test]
+fn the_receive_fast_path_writes_and_refuses_what_the_general_path_does() {
+    let k = Kernel::new();
+    let srq = Srq::for_tests(&k.ctx, Ring::heap(4, 128), 2);
+    let mut sg = [ibv_sge { addr: 0x2000, length: 32, lkey: 2 }];
+    let mut r = ibv_recv_wr { wr_id: 0x66, next: ptr::null_mut(), sg_list: sg.as_mut_ptr(), num_sge: 1 };
+    let mut slots = Vec::new();
+    for fast in [false, true] {
+        let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 4, 4);
+        qp.with_rings(|_, rq| {
+            let rq = rq.unwrap();
+            // SAFETY: no producer runs; the test owns the ring.
+            unsafe { ptr::write_bytes(rq.slot_raw(0), 0xa5, rq.elem_size()) }
+        });
+        // SAFETY: a live local WR.
+        unsafe { if fast { qp.post_recv::<true>(&mut r) } else { qp.post_recv::<false>(&mut r) } }.unwrap();
+        slots.push(qp.with_rings(|_, rq| rq.unwrap().sim_slot(0)[..RECV_HEADER + size_of::<ibv_sge>()].to_vec()));
+        // Three slots of four hold entries: the next post finds the queue full.
+        for _ in 0..2 {
+            // SAFETY: as above.
+            unsafe { qp.post_recv::<true>(&mut r) }.unwrap();
+        }
+        // SAFETY: as above.
+        let err = unsafe { qp.post_recv::<true>(&mut r) }.unwrap_err();
+        assert_eq!((err.errno, err.bad), (Errno(libc::ENOMEM), &mut r as *mut _));
+        qp.with_rings(|_, rq| assert_eq!(rq.unwrap().sim_pending(), 3));
+    }
+    assert_eq!(slots[0], slots[1]);
+    for _ in 0..3 {
+        // SAFETY: as above.
+        unsafe { srq.post_recv::<true>(&mut r) }.unwrap();
+    }
+    // SAFETY: as above.
+    let err = unsafe { srq.post_recv::<true>(&mut r) }.unwrap_err();
+    assert_eq!((err.errno, err.bad), (Errno(libc::ENOMEM), &mut r as *mut _));
+    // A QP made with max_recv_sge 0 takes no SGE.
+    let limits = SendLimits { max_sge: 4, max_inline: 64, qp_type: ibv_qp_type::IBV_QPT_RC, max_msg: 1 << 20 };
+    let qp = Qp::for_tests(&k.ctx, Ring::heap(4, 512), Some(Ring::heap(4, 128)), limits, 0);
+    // SAFETY: as above.
+    assert_eq!(unsafe { qp.post_recv::<true>(&mut r) }.unwrap_err().errno, Errno(libc::EINVAL));
+    qp.with_rings(|_, rq| assert_eq!(rq.unwrap().sim_pending(), 0));
 }

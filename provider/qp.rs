@@ -20,7 +20,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::fmt;
 use core::mem::{size_of, MaybeUninit};
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use ibv_qp_create_send_ops_flags as ops;
@@ -94,9 +94,18 @@ struct SendQueue {
 #[derive(Default)]
 struct Batch {
     producer: ProducerState,
-    /// The first error a builder or setter met; wr_complete returns it.
-    err: Option<Errno>,
+    /// The errno of the first error a builder or setter met, 0 while none
+    /// did (a plain word, read with one load); wr_complete returns it.
+    err: c_int,
+    /// The slot of the WQE the last builder wrote, which the setters fill;
+    /// None before the batch's first builder (a setter then fails it).
+    /// Kept so that each setter loads it rather than working it out again.
+    last: Option<NonNull<u8>>,
 }
+
+// SAFETY: `last` points into the send ring, which may move between threads
+// (Ring is Send); it is used only under the send lock.
+unsafe impl Send for Batch {}
 
 #[repr(C)]
 pub(crate) struct Qp {
@@ -391,6 +400,16 @@ pub(crate) unsafe fn destroy(qp: *mut ibv_qp) -> Result<()> {
     unsafe { object::destroy::<Qp>(qp, |q| cmd::checked(ibv_cmd_destroy_qp(q.raw()))) }
 }
 
+/// Whether a post was cut short by a full send queue. The doorbell rings
+/// then even when nothing was posted, as librxe rings after every
+/// post_send: the kernel works through the queue from this thread's system
+/// call, where posters spinning on a full queue without one would leave it
+/// to the kernel's own threads, which they crowd out on a busy machine.
+#[inline(always)]
+fn queue_full<W>(refused: &Option<(Refusal, *mut W)>) -> bool {
+    matches!(refused, Some((Refusal::QueueFull { .. }, _)))
+}
+
 fn state_allows_send(state: u32) -> bool {
     !matches!(state, ibv_qp_state::IBV_QPS_RESET | ibv_qp_state::IBV_QPS_INIT | ibv_qp_state::IBV_QPS_RTR)
 }
@@ -676,7 +695,7 @@ impl Qp {
             // SAFETY: bad is a WR of the application's list.
             self.log_refusal("post_send", Some(unsafe { (*bad).wr_id }), r);
         }
-        if posted {
+        if posted || queue_full(&refused) {
             self.doorbell().map_err(|errno| PostError { errno, bad: ptr::null_mut() })?;
         }
         match refused {
@@ -751,7 +770,7 @@ impl Qp {
             (refused, prod != start)
             // The lock drops here, after the publication.
         };
-        if posted {
+        if posted || queue_full(&refused) {
             self.doorbell().map_err(|errno| PostError { errno, bad: ptr::null_mut() })?;
         }
         match refused {
@@ -844,6 +863,30 @@ impl Qp {
     /// `FAST`: the lock without helgrind's annotations (the caller checked
     /// `valgrind::slow_path()`).
     pub(crate) unsafe fn post_recv<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+        if FAST {
+            // One WR with one SGE, the usual post, with nothing out of line:
+            // the entry then needs no stack frame. Anything else, or a
+            // refusal, goes through the general path, which checks again.
+            if let Some(rq) = self.rq.as_ref() {
+                // SAFETY: a valid WR when non-null, per the contract.
+                if !wr.is_null() && unsafe { (*wr).next.is_null() } && self.state() != ibv_qp_state::IBV_QPS_RESET {
+                    // SAFETY: as above.
+                    if unsafe { rq.lock_fast().post_single(&*wr) } {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.post_recv_general::<FAST>(wr) }
+    }
+
+    /// [`Qp::post_recv`] for lists, refusals and the slow path.
+    ///
+    /// # Safety
+    /// As for [`Qp::post_recv`].
+    #[inline(never)]
+    unsafe fn post_recv_general<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
         let Some(rq) = self.rq.as_ref() else {
             self.log_refusal("post_recv", None, Refusal::RecvThroughSrq);
             return Err(PostError { errno: Errno(libc::EINVAL), bad: wr });
@@ -921,13 +964,29 @@ impl Qp {
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
     pub(crate) unsafe fn wr_start(&self) {
+        if crate::valgrind::active() || !self.sq.try_lock_parked() {
+            return self.wr_start_waiting();
+        }
+        // SAFETY: the lock was just taken and parked on this thread.
+        Self::open_batch(unsafe { self.sq.held() });
+    }
+
+    /// wr_start when the lock is contended or helgrind watches: out of
+    /// line and unable to unwind, so that the entry needs no frame.
+    #[cold]
+    #[inline(never)]
+    extern "C" fn wr_start_waiting(&self) {
         let mut sq = self.sq.lock();
-        let q = &mut *sq;
+        Self::open_batch(&mut sq);
+        sq.park();
+    }
+
+    #[inline(always)]
+    fn open_batch(q: &mut SendQueue) {
         let prod = q.ring.producer_index();
         // Read afresh: post_send may have moved the producer since.
         let cons = q.ring.consumer_index_acquire();
-        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: None };
-        sq.park();
+        q.batch = Batch { producer: ProducerState { start: prod, prod, cons }, err: 0, last: None };
     }
 
     /// Runs `f` on the open batch.
@@ -935,13 +994,13 @@ impl Qp {
     /// # Safety
     /// Between [`Qp::wr_start`] and the batch's end, on the same thread.
     #[inline(always)]
-    unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Option<Errno>) -> R) -> R {
+    unsafe fn in_batch<R>(&self, f: impl FnOnce(&mut Producer<'_>, &mut u32, &mut Batch) -> R) -> R {
         // SAFETY: per the contract, wr_start parked the lock on this thread.
         let mut sq = unsafe { self.sq.resume() };
         let SendQueue { ring, ssn, batch } = &mut *sq;
         // SAFETY: we hold the lock; the position is this batch's.
         let mut producer = unsafe { Producer::resume(ring, batch.producer) };
-        let r = f(&mut producer, ssn, &mut batch.err);
+        let r = f(&mut producer, ssn, batch);
         batch.producer = producer.park();
         sq.park();
         r
@@ -966,18 +1025,20 @@ impl Qp {
         // SAFETY: per the contract, wr_start parked the lock on this thread;
         // the reference ends with this call.
         let q = unsafe { self.sq.held() };
-        if q.batch.err.is_some() {
+        if q.batch.err != 0 {
             return;
         }
         let Some(index) = q.batch.producer.reserve_index(&q.ring) else {
-            q.batch.err = Some(Errno(libc::ENOSPC));
+            q.batch.err = libc::ENOSPC;
             return;
         };
         let (ex, arm, iova) = send_op.header_parts();
         let h = wqe::Header { wr_id, opcode: send_op.opcode(), send_flags: flags, ex, arm, iova, ssn: q.ssn, length: 0, num_sge: 0 };
+        let slot = q.ring.slot_raw(index);
         // SAFETY: slot `index` is free (reserve_index) and ours under the
         // lock; every slot holds a header (map_rings).
-        unsafe { wqe::write_header(q.ring.slot_raw(index), &h) };
+        unsafe { wqe::write_header(slot, &h) };
+        q.batch.last = NonNull::new(slot);
         q.batch.producer.prod = next_index(index, q.ring.mask());
         q.ssn = q.ssn.wrapping_add(1);
     }
@@ -1014,26 +1075,26 @@ impl Qp {
         };
         // SAFETY: per the contract.
         unsafe {
-            self.in_batch(|p, ssn, err| {
-                if err.is_some() {
+            self.in_batch(|p, ssn, b| {
+                if b.err != 0 {
                     return;
                 }
                 let bind = match bind {
                     Ok(b) => b,
                     Err(r) => {
-                        *err = Some(r.errno());
+                        b.err = r.errno().0;
                         return;
                     }
                 };
                 let extra = match extra {
                     Ok(x) => x,
                     Err(e) => {
-                        *err = Some(e);
+                        b.err = e.0;
                         return;
                     }
                 };
                 let Some(slot) = p.reserve() else {
-                    *err = Some(Errno(libc::ENOSPC));
+                    b.err = libc::ENOSPC;
                     return;
                 };
                 let w = wqe::start_send(slot, wr_id, send_op.opcode(), flags, *ssn);
@@ -1050,11 +1111,12 @@ impl Qp {
                 }
                 if let Extra::AtomicWrite(bytes) = extra {
                     if wqe::set_atomic_write_data(slot, bytes).is_err() {
-                        *err = Some(Errno(libc::EINVAL));
+                        b.err = libc::EINVAL;
                         return;
                     }
                 }
                 p.commit();
+                b.last = p.last_ptr().and_then(NonNull::new);
                 *ssn = ssn.wrapping_add(1);
             })
         }
@@ -1073,20 +1135,20 @@ impl Qp {
         // the reference ends with this call.
         let q = unsafe { self.sq.held() };
         let b = &mut q.batch;
-        if b.err.is_some() {
+        if b.err != 0 {
             return;
         }
-        if b.producer.prod == b.producer.start {
-            b.err = Some(Errno(libc::EINVAL));
+        let Some(slot) = b.last else {
+            b.err = libc::EINVAL;
             return;
-        }
-        let slot = q.ring.slot_raw(b.producer.prod.wrapping_sub(1));
+        };
+        let slot = slot.as_ptr();
         // SAFETY: the slot the last builder wrote, unpublished and ours
         // under the lock; FastSend::new measured it (header plus one SGE or
         // max_inline bytes); the payload's pointers follow the contract.
         let r = unsafe { self.set_payload(slot, payload) };
         if let Err(e) = r {
-            b.err = Some(e);
+            b.err = e.0;
         }
     }
 
@@ -1163,9 +1225,10 @@ impl Qp {
             // SAFETY: per the contract.
             let mut sq = unsafe { self.sq.resume() };
             let q = &mut *sq;
-            if let Some(e) = q.batch.err.take() {
-                // Nothing is published; the lock drops.
-                return Err(e);
+            if q.batch.err != 0 {
+                // Nothing is published; the lock drops. (wr_start clears
+                // the error for the next batch.)
+                return Err(Errno(q.batch.err));
             }
             let ProducerState { start, prod, .. } = q.batch.producer;
             if prod != start {

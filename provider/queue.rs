@@ -317,6 +317,11 @@ impl<'r> Producer<'r> {
         self.prod = next_index(self.prod, self.ring.mask);
     }
 
+    /// The address of the slot committed last in this guard's life.
+    pub(crate) fn last_ptr(&self) -> Option<*mut u8> {
+        (self.prod != self.start).then(|| self.ring.slot_raw(self.prod.wrapping_sub(1)))
+    }
+
     /// The slot committed last in this guard's life, to amend it.
     #[cfg(test)]
     pub(crate) fn last_mut(&mut self) -> Option<&mut [u8]> {
@@ -423,8 +428,12 @@ impl<T> SpinLock<T> {
     }
 
     /// Under helgrind: the lock, with what helgrind needs to see it as one.
+    // extern "C" (here and in acquire_contended): a function that cannot
+    // unwind, so the callers' panic guards need no landing pad, and the
+    // hot entries no stack frame, for these cold calls. Nothing in them
+    // panics; were it to, the process would abort rather than unwind.
     #[cold]
-    fn acquire_annotated(&self) {
+    extern "C" fn acquire_annotated(&self) {
         let word = self.locked.as_ptr().cast::<u8>();
         crate::valgrind::acquiring(word, core::mem::size_of::<AtomicBool>());
         if self.locked.swap(true, Ordering::Acquire) {
@@ -434,7 +443,7 @@ impl<T> SpinLock<T> {
     }
 
     #[cold]
-    fn acquire_contended(&self) {
+    extern "C" fn acquire_contended(&self) {
         // Wait on plain loads so waiters do not bounce the cache line, then
         // retry the swap.
         let mut spins = 0u32;
@@ -468,6 +477,14 @@ impl<T> SpinLock<T> {
         }
         crate::log::enter_queue_lock();
         FastGuard { lock: self }
+    }
+
+    /// Takes the lock if it is free, unannotated (callers checked
+    /// `valgrind::active()`), and leaves it held as a parked guard would:
+    /// [`SpinLock::resume`] and dropping the resumed guard release it.
+    #[inline(always)]
+    pub(crate) fn try_lock_parked(&self) -> bool {
+        !self.locked.swap(true, Ordering::Acquire)
     }
 
     /// The data of a lock this thread holds through a parked guard, without

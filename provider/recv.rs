@@ -1,7 +1,7 @@
 //! Receive queues: the ring a QP or an SRQ takes receive WRs into.
 
 use crate::abi::sys::ibv_recv_wr;
-use crate::queue::{Producer, Ring};
+use crate::queue::{next_index, Producer, Ring};
 use crate::wqe::{self, Refusal};
 
 /// A receive ring and its SGE limit. Reached only under its owner's lock.
@@ -11,6 +11,35 @@ pub(crate) struct RecvQueue {
 }
 
 impl RecvQueue {
+    /// The usual receive, one WR with one SGE, without the list loop or the
+    /// producer's bookkeeping: true when it was posted; false, with nothing
+    /// written, when [`RecvQueue::post`] must decide (other SGE counts, a
+    /// null list, a queue allowing no SGE, a full queue). The caller checked
+    /// that `w` ends its list.
+    ///
+    /// # Safety
+    /// `w` is a valid receive WR (the verbs API's contract).
+    #[inline(always)]
+    pub(crate) unsafe fn post_single(&mut self, w: &ibv_recv_wr) -> bool {
+        if w.num_sge != 1 || w.sg_list.is_null() || self.max_sge == 0 {
+            return false;
+        }
+        let ring = &self.ring;
+        let prod = ring.producer_index();
+        let next = next_index(prod, ring.mask());
+        if next == ring.consumer_index_acquire() {
+            return false;
+        }
+        // SAFETY: a non-null list of one entry, per the contract.
+        let sge = unsafe { *w.sg_list };
+        // SAFETY: slot `prod` is free (checked above) and ours: &mut self is
+        // the lock holder's; every receive ring's slots hold
+        // recv_slot_needed(max_sge) bytes with max_sge >= 1 here.
+        unsafe { wqe::write_recv_raw(ring.slot_raw(prod), w.wr_id, core::slice::from_ref(&sge)) };
+        ring.publish(next);
+        true
+    }
+
     /// Posts a WR list: every WR before the first bad one is published, the
     /// bad one and the rest are not. The refusal comes back with the bad WR;
     /// the caller logs it after dropping the lock.

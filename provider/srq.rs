@@ -182,6 +182,28 @@ impl Srq {
     /// `FAST`: the lock without helgrind's annotations (the caller checked
     /// `valgrind::slow_path()`).
     pub(crate) unsafe fn post_recv<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
+        // One WR with one SGE, the usual post, with nothing out of line;
+        // anything else, or a refusal, goes through the general path, which
+        // checks again.
+        // SAFETY: a valid WR when non-null, per the contract.
+        if FAST && !wr.is_null() && unsafe { (*wr).next.is_null() } {
+            if let Ok(q) = &mut *self.rq.lock_fast() {
+                // SAFETY: as above.
+                if unsafe { q.post_single(&*wr) } {
+                    return Ok(());
+                }
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.post_recv_general::<FAST>(wr) }
+    }
+
+    /// [`Srq::post_recv`] for lists, refusals and the slow path.
+    ///
+    /// # Safety
+    /// As for [`Srq::post_recv`].
+    #[inline(never)]
+    unsafe fn post_recv_general<const FAST: bool>(&self, wr: *mut ibv_recv_wr) -> core::result::Result<(), PostError<ibv_recv_wr>> {
         let post = |rq: &mut core::result::Result<RecvQueue, Errno>| match rq {
             // SAFETY: forwarded contract; the guard drops before we log.
             Ok(q) => unsafe { q.post(wr) },

@@ -4,7 +4,12 @@
  *                        signaled RDMA WRITEs (one per ibv_post_send) on one
  *                        looped-back RC QP while Q threads poll its send CQ
  *   reg_mr.<size>      - median microseconds of ibv_reg_mr + ibv_dereg_mr
- * usage: mt [device] [gid_index] [seconds per contention run]
+ * and, as `info` lines (report.py shows only the `bench` ones): how many posts
+ * per second the full send queue refused, and reg_mr's minimum and quartiles.
+ * usage: mt [device] [gid_index] [seconds per contention run] [part]
+ * part: all (the default), one contention run as <P>x<Q>, or reg; guest.sh
+ * runs one part at a time, alternating the providers, so that both measure
+ * each part at nearly the same moment of the emulated machine.
  */
 #include <infiniband/verbs.h>
 #include <pthread.h>
@@ -52,7 +57,7 @@ static void to_rts(struct ibv_qp *qp, uint32_t dest)
 static struct ibv_qp *qa;
 static struct ibv_cq *scq;
 static atomic_int stop;
-static atomic_long posted, polled;
+static atomic_long posted, polled, refused;
 
 static void *poster(void *arg)
 {
@@ -62,12 +67,15 @@ static void *poster(void *arg)
 		.send_flags = IBV_SEND_SIGNALED }, *bad;
 	w.wr.rdma.remote_addr = (uintptr_t)buf + 4096;
 	w.wr.rdma.rkey = mr->rkey;
-	long n = 0;
+	long n = 0, full = 0;
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		if (ibv_post_send(qa, &w, &bad) == 0)
 			n++;
+		else
+			full++;
 	}
 	atomic_fetch_add(&posted, n);
+	atomic_fetch_add(&refused, full);
 	return NULL;
 }
 
@@ -103,6 +111,7 @@ static void contention(int posters, int pollers, double secs)
 	atomic_store(&stop, 0);
 	atomic_store(&posted, 0);
 	atomic_store(&polled, 0);
+	atomic_store(&refused, 0);
 	double t0 = now();
 	for (int i = 0; i < pollers; i++)
 		CHECK(!pthread_create(&t[i], NULL, poller, NULL));
@@ -115,6 +124,7 @@ static void contention(int posters, int pollers, double secs)
 		pthread_join(t[i], NULL);
 	double el = now() - t0;
 	printf("bench post_rate.%dx%d %.0f\n", posters, pollers, atomic_load(&posted) / el);
+	printf("info post_refused.%dx%d %.0f\n", posters, pollers, atomic_load(&refused) / el);
 	fflush(stdout);
 	/* Let the kernel finish what is in flight before the QP goes. */
 	struct ibv_wc wc[16];
@@ -149,6 +159,7 @@ static void reg(size_t size, const char *label, int reps)
 	}
 	qsort(t, reps, sizeof(double), cmpd);
 	printf("bench reg_mr.%s %.1f\n", label, t[reps / 2]);
+	printf("info reg_mr_spread.%s %.1f %.1f %.1f\n", label, t[0], t[reps / 4], t[3 * reps / 4]);
 	fflush(stdout);
 	free(t);
 	munmap(p, size);
@@ -171,12 +182,20 @@ int main(int argc, char **argv)
 	CHECK(mr);
 	CHECK(!ibv_query_gid(ctx, 1, gid_index, &gid));
 
+	const char *part = argc > 4 ? argv[4] : "all";
+	int all = !strcmp(part, "all");
 	static const int posters[] = { 1, 2, 4, 8 };
 	for (int q = 1; q <= 2; q++)
-		for (unsigned i = 0; i < sizeof(posters) / sizeof(*posters); i++)
-			contention(posters[i], q, secs);
-	reg(4096, "4KiB", 201);
-	reg(1 << 20, "1MiB", 101);
-	reg(64 << 20, "64MiB", 15);
+		for (unsigned i = 0; i < sizeof(posters) / sizeof(*posters); i++) {
+			char name[16];
+			snprintf(name, sizeof(name), "%dx%d", posters[i], q);
+			if (all || !strcmp(part, name))
+				contention(posters[i], q, secs);
+		}
+	if (all || !strcmp(part, "reg")) {
+		reg(4096, "4KiB", 201);
+		reg(1 << 20, "1MiB", 101);
+		reg(64 << 20, "64MiB", 31);
+	}
 	return 0;
 }
