@@ -276,16 +276,27 @@ fn wait_for_held(cq: &Cq) {
 }
 
 unsafe extern "C" fn req_notify_cq(cq: *mut ibv_cq, solicited_only: c_int) -> c_int {
-    no_unwind("req_notify_cq", libc::EIO, || {
+    let r = no_unwind("req_notify_cq", libc::EIO, || {
         // SAFETY: cq is ours and live; its context is ours.
         let (ctx, handle) = unsafe { (Context::from_raw((*cq).context), (*cq).handle) };
-        let r = ret_int(crate::uverbs_ioctl::req_notify_cq(ctx.cmd_fd(), handle, solicited_only != 0, &ctx.doorbell_via_ioctl));
-        if r == 0 && fault::active() {
-            // SAFETY: cq is ours.
-            wait_for_held(unsafe { Cq::from_raw(cq) });
-        }
-        r
-    })
+        ret_int(crate::uverbs_ioctl::req_notify_cq(ctx.cmd_fd(), handle, solicited_only != 0, &ctx.doorbell_via_ioctl))
+    });
+    if r == 0 && fault::active() {
+        // SAFETY: cq is ours.
+        unsafe { wait_for_held_entry(cq) };
+    }
+    r
+}
+
+/// wait_for_held behind an entry that cannot unwind (see next_poll_slow).
+///
+/// # Safety
+/// `cq` is one of our CQs.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn wait_for_held_entry(cq: *mut ibv_cq) {
+    // SAFETY: per the contract.
+    no_unwind("req_notify_cq", (), || wait_for_held(unsafe { Cq::from_raw(cq) }))
 }
 
 unsafe extern "C" fn resize_cq(cq: *mut ibv_cq, cqe: c_int) -> c_int {
@@ -312,13 +323,13 @@ unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
 }
 
 pub(crate) unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
+    if fault::active() {
+        // SAFETY: forwarded contract.
+        return unsafe { start_poll_slow(cq) };
+    }
     no_unwind("start_poll", libc::EIO, || {
         // SAFETY: cq is ours (installed only on our extended CQs).
-        let cq = unsafe { Cq::from_raw(cq.cast()) };
-        if fault::active() {
-            return start_poll_with_faults(cq);
-        }
-        match cq.start_poll() {
+        match unsafe { Cq::from_raw(cq.cast()) }.start_poll() {
             Ok(guard) => {
                 guard.park();
                 0
@@ -329,17 +340,26 @@ pub(crate) unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ib
 }
 
 pub(crate) unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
-    no_unwind("next_poll", libc::EIO, || {
-        // SAFETY: the verbs API calls next_poll only between a successful
-        // start_poll and end_poll on this thread.
-        let cq = unsafe { Cq::from_raw(cq.cast()) };
-        if fault::active() {
-            // SAFETY: as above.
-            return unsafe { next_poll_with_faults(cq) };
-        }
-        // SAFETY: as above.
-        ret_int(unsafe { cq.next_poll() })
-    })
+    if fault::active() {
+        // SAFETY: forwarded contract.
+        return unsafe { next_poll_slow(cq) };
+    }
+    // SAFETY: the verbs API calls next_poll only between a successful
+    // start_poll and end_poll on this thread; cq is ours.
+    no_unwind("next_poll", libc::EIO, || ret_int(unsafe { Cq::from_raw(cq.cast()).next_poll() }))
+}
+
+/// next_poll with faults armed. extern "C" so that it cannot unwind: a
+/// call that might would make the entry set up a frame for its panic guard
+/// on every call, the fast one included.
+///
+/// # Safety
+/// As for cq_next_poll.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn next_poll_slow(cq: *mut ibv_cq_ex) -> c_int {
+    // SAFETY: forwarded contract.
+    no_unwind("next_poll", libc::EIO, || unsafe { next_poll_with_faults(Cq::from_raw(cq.cast())) })
 }
 
 /// next_poll while faults are armed: nothing past the ripe completions when
@@ -360,6 +380,17 @@ unsafe fn next_poll_with_faults(cq: &Cq) -> c_int {
         unsafe { inject_into_exposed(cq) };
     }
     ret_int(r)
+}
+
+/// start_poll with faults armed; extern "C" for the reason next_poll_slow is.
+///
+/// # Safety
+/// `cq` is one of our extended CQs.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn start_poll_slow(cq: *mut ibv_cq_ex) -> c_int {
+    // SAFETY: per the contract.
+    no_unwind("start_poll", libc::EIO, || start_poll_with_faults(unsafe { Cq::from_raw(cq.cast()) }))
 }
 
 /// start_poll while faults are armed: nothing unless a completion is ripe
