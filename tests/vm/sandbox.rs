@@ -34,6 +34,11 @@ fn sandbox(case: &str, args: &[&str], env: &[(&str, String)]) -> Run {
             .arg("sandbox")
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
+            // cargo's, for its own libraries: the sandbox passes the
+            // caller's environment on, and in the guest every program
+            // would search these host directories over 9p (ten times the
+            // cost of a program start under emulation).
+            .env_remove("LD_LIBRARY_PATH")
             .current_dir(&dir)
             .output()
             .unwrap_or_else(|e| panic!("cannot run target/release/rxe-rs (cargo build --release): {e}"));
