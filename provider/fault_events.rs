@@ -80,8 +80,10 @@ impl Relay {
     pub(crate) fn inject(&self, event_type: u32, element: u64) -> Result<()> {
         let desc = ib_uverbs_async_event_desc { element, event_type, reserved: 0 };
         // SAFETY: sends our 16-byte struct; MSG_DONTWAIT: an application that
-        // never reads must not block the verb that injects.
-        let n = unsafe { libc::send(self.ours, (&desc as *const ib_uverbs_async_event_desc).cast(), size_of_val(&desc), libc::MSG_DONTWAIT) };
+        // never reads must not block the verb that injects; MSG_NOSIGNAL:
+        // after the kernel's file ended our side is shut, and a send there
+        // must fail, not raise SIGPIPE in the application.
+        let n = unsafe { libc::send(self.ours, (&desc as *const ib_uverbs_async_event_desc).cast(), size_of_val(&desc), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n != size_of_val(&desc) as isize {
             return Err(Errno::last());
         }
@@ -120,10 +122,21 @@ fn relay(kernel_fd: RawFd, ours: RawFd, stop: RawFd) {
             return;
         }
         if fds[0].revents & libc::POLLIN == 0 {
-            continue;
+            // Hung up or in error without data: poll would say so at once
+            // again, for ever.
+            return kernel_file_ended(ours, "it hung up");
         }
         // SAFETY: reads at most the struct's size into it.
         let n = unsafe { libc::read(kernel_fd, (&mut desc as *mut ib_uverbs_async_event_desc).cast(), size_of_val(&desc)) };
+        if n < 0 && matches!(Errno::last().0, libc::EINTR | libc::EAGAIN) {
+            continue;
+        }
+        if n <= 0 {
+            // The device went away (the kernel answers EIO then) or the
+            // file ended: nothing more will come from it.
+            let why = if n == 0 { "it ended".to_string() } else { format!("reading it failed ({})", Errno::last()) };
+            return kernel_file_ended(ours, &why);
+        }
         if n != size_of_val(&desc) as isize {
             continue;
         }
@@ -131,9 +144,15 @@ fn relay(kernel_fd: RawFd, ours: RawFd, stop: RawFd) {
         // the wait, since the application's end closes only after it.
         loop {
             // SAFETY: sends our struct.
-            let sent = unsafe { libc::send(ours, (&desc as *const ib_uverbs_async_event_desc).cast(), size_of_val(&desc), libc::MSG_DONTWAIT) };
+            let sent = unsafe { libc::send(ours, (&desc as *const ib_uverbs_async_event_desc).cast(), size_of_val(&desc), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
             if sent >= 0 {
                 break;
+            }
+            if !matches!(Errno::last().0, libc::EAGAIN | libc::EINTR) {
+                // The application's end is gone (it closed async_fd): poll
+                // would report that at once, for ever.
+                log::error!("asynchronous events: passing one on failed ({}); none are passed on from now", Errno::last());
+                return;
             }
             let mut w = [libc::pollfd { fd: ours, events: libc::POLLOUT, revents: 0 }, libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 }];
             // SAFETY: our array of two pollfds.
@@ -143,6 +162,15 @@ fn relay(kernel_fd: RawFd, ours: RawFd, stop: RawFd) {
             }
         }
     }
+}
+
+/// Stops relaying after the kernel's event file can give no more, and
+/// tells the application as the kernel's file would: its reads of
+/// `async_fd` end (ibv_get_async_event fails) once what is queued is read.
+fn kernel_file_ended(ours: RawFd, why: &str) {
+    log::error!("asynchronous events: the kernel's event file can give no more ({why}); none are passed on from now");
+    // SAFETY: our socket; shutting our side makes the peer's reads end.
+    unsafe { libc::shutdown(ours, libc::SHUT_WR) };
 }
 
 /// Events injected and not yet subtracted, by QP or CQ address.
@@ -274,6 +302,26 @@ mod tests {
         assert_eq!(read_one(), (ibv_event_type::IBV_EVENT_PORT_ERR, 1));
         drop(relay);
         close_all(&[app, k[1]]);
+    }
+
+    #[test]
+    fn a_kernel_file_that_ends_stops_the_relay_and_ends_the_applications_reads() {
+        let mut k = [0; 2];
+        // SAFETY: pipe writes two fds.
+        assert_eq!(unsafe { libc::pipe(k.as_mut_ptr()) }, 0);
+        let (relay, app) = attach(k[0]).unwrap();
+        // The writer's end closes: the relay's poll reports a hang-up.
+        close_all(&[k[1]]);
+        let t0 = std::time::Instant::now();
+        while !relay.thread.as_ref().unwrap().is_finished() {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5), "the relay kept running on a file that ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut buf = [0u8; 16];
+        // SAFETY: reads into our buffer.
+        assert_eq!(unsafe { libc::read(app, buf.as_mut_ptr().cast(), buf.len()) }, 0, "the application's read must end");
+        drop(relay);
+        close_all(&[app]);
     }
 
     #[test]
