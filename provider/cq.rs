@@ -7,7 +7,7 @@ use crate::abi::sys::*;
 use crate::cmd::{self, Errno, Result};
 use crate::context::Context;
 use crate::object::{self, Object};
-use crate::queue::{next_index, Ring, SpinGuard, SpinLock};
+use crate::queue::{next_index, FastGuard, Ring, SpinGuard, SpinLock};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::mem::{size_of, MaybeUninit};
@@ -232,28 +232,29 @@ impl Cq {
 
     /// [`Cq::poll`] when no slow path is wanted (`valgrind::slow_path()`
     /// false): one look at the kernel's index per call, each completion
-    /// copied whole, one hand-back at the end.
+    /// copied whole, one hand-back at the end. `ne` is the application's
+    /// count (none is polled if it is 0 or less, or if `out` is null).
+    /// None, at once, when another thread holds the poll lock: the caller
+    /// waits in [`Cq::poll_fast_waiting`]. Inlined into its C entry, the
+    /// path that finds at most one completion needs no stack frame.
     ///
     /// # Safety
-    /// `out` has room for `ne` completions (the verbs API's contract).
+    /// `out` is null or has room for `ne` completions (the verbs API's
+    /// contract).
     #[inline(always)]
-    pub(crate) unsafe fn poll_fast(&self, out: *mut ibv_wc, ne: usize) -> Result<usize> {
-        let p = self.polling.lock_fast();
-        let ring = p.ring.as_ref().map_err(|&e| e)?;
-        let cons = ring.consumer_index();
-        let ready = ring.producer_index_acquire().wrapping_sub(cons) & ring.mask();
-        let n = (ready as usize).min(ne);
-        for i in 0..n {
-            // SAFETY: the kernel published entries cons..cons+ready (Acquire
-            // above) and gets them back only below; map_ring checked that
-            // a slot holds an ib_uverbs_wc, which has ibv_wc's layout
-            // (asserted at build time); `out` has room per the contract.
-            unsafe { ptr::copy_nonoverlapping(ring.slot_raw(cons.wrapping_add(i as u32)).cast::<ibv_wc>(), out.add(i), 1) };
-        }
-        if n != 0 {
-            ring.release(cons.wrapping_add(n as u32));
-        }
-        Ok(n)
+    pub(crate) unsafe fn try_poll_fast(&self, out: *mut ibv_wc, ne: i32) -> Option<Result<i32>> {
+        let p = self.polling.try_lock_fast()?;
+        // SAFETY: forwarded contract.
+        Some(unsafe { poll_locked(p, out, ne) })
+    }
+
+    /// [`Cq::try_poll_fast`], waiting for the lock.
+    ///
+    /// # Safety
+    /// As for try_poll_fast.
+    pub(crate) unsafe fn poll_fast_waiting(&self, out: *mut ibv_wc, ne: i32) -> Result<i32> {
+        // SAFETY: forwarded contract.
+        unsafe { poll_locked(self.polling.lock_fast(), out, ne) }
     }
 
     /// `ibv_next_poll` on the batch start_poll opened, without a guard.
@@ -299,6 +300,65 @@ impl Cq {
         guard.expose();
         Ok(guard)
     }
+}
+
+/// The body of the fast polls, under the lock `p` holds.
+///
+/// # Safety
+/// As for `Cq::try_poll_fast`.
+#[inline(always)]
+unsafe fn poll_locked(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> Result<i32> {
+    let ring = p.ring.as_ref().map_err(|&e| e)?;
+    let (base, shift) = ring.slots();
+    let mask = ring.mask();
+    let cons = ring.consumer_index();
+    let ready = ring.producer_index_acquire().wrapping_sub(cons) & mask;
+    // ready < 2^31 (the mask is a ring size less one), so a signed minimum
+    // also covers a count of 0 or less.
+    let n = ne.min(ready as i32);
+    if n <= 0 || out.is_null() {
+        return Ok(0);
+    }
+    // SAFETY: the kernel published entries cons..cons+ready (Acquire
+    // above) and gets them back only below; every slot lies in the
+    // mapping and map_ring checked that it holds an ib_uverbs_wc, which
+    // has ibv_wc's layout (asserted at build time); `out` has room for
+    // `ne` per the contract.
+    unsafe { ptr::copy_nonoverlapping(base.add(((cons & mask) as usize) << shift).cast::<ibv_wc>(), out, 1) };
+    if n > 1 {
+        // SAFETY: as above.
+        return Ok(unsafe { poll_more(p, out, ne) });
+    }
+    ring.release(cons.wrapping_add(1));
+    Ok(1)
+}
+
+/// The rest of a fast poll that found more than one completion to hand
+/// out, the first of them already copied: out of line, so that the usual
+/// call, polling one, stays a short path without a stack frame. It works
+/// the count out again rather than take it, so that the caller has nothing
+/// to keep across the call and can jump to it.
+///
+/// # Safety
+/// As in `poll_locked`, which saw the ring there and at least two entries
+/// for `out`, and copied the first.
+#[inline(never)]
+unsafe fn poll_more(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> i32 {
+    // SAFETY: per the contract the ring is there.
+    let ring = unsafe { p.ring.as_ref().unwrap_unchecked() };
+    let (base, shift) = ring.slots();
+    let mask = ring.mask();
+    let cons = ring.consumer_index();
+    let ready = ring.producer_index_acquire().wrapping_sub(cons) & mask;
+    // At least the two the caller saw: the kernel only adds entries.
+    let n = ne.min(ready as i32) as u32;
+    for i in 1..n {
+        let slot = ((cons.wrapping_add(i) & mask) as usize) << shift;
+        // SAFETY: per the contract.
+        unsafe { ptr::copy_nonoverlapping(base.add(slot).cast::<ibv_wc>(), out.add(i as usize), 1) };
+    }
+    ring.release(cons.wrapping_add(n));
+    n as i32
 }
 
 /// Publishes entry `cur` of `ring` (the kernel published it and it is not

@@ -138,6 +138,15 @@ impl Ring {
         unsafe { core::ptr::addr_of_mut!((*self.buf.as_ptr()).data).cast::<u8>().add(offset) }
     }
 
+    /// The address of slot 0 and the shift from an index to its offset,
+    /// for loops that keep them in registers: slot `i` starts at
+    /// `base + ((i & mask) << shift)`, inside the mapping (geometry_fits).
+    #[inline(always)]
+    pub(crate) fn slots(&self) -> (*mut u8, u32) {
+        // SAFETY: addr_of_mut! makes no reference; the header is in bounds.
+        (unsafe { core::ptr::addr_of_mut!((*self.buf.as_ptr()).data).cast::<u8>() }, self.elem_shift)
+    }
+
     /// Address of slot `index` (taken modulo the ring size), for the fast
     /// paths that write whole WQEs with fixed-offset stores. Every slot lies
     /// inside the mapping and is 64-byte aligned at least (geometry_fits).
@@ -477,6 +486,18 @@ impl<T> SpinLock<T> {
         }
         crate::log::enter_queue_lock();
         FastGuard { lock: self }
+    }
+
+    /// [`SpinLock::lock_fast`] when the lock is free, else None at once:
+    /// for entries that hand the wait to a cold function, so that their
+    /// own path needs no stack frame.
+    #[inline(always)]
+    pub(crate) fn try_lock_fast(&self) -> Option<FastGuard<'_, T>> {
+        if self.locked.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        crate::log::enter_queue_lock();
+        Some(FastGuard { lock: self })
     }
 
     /// Takes the lock if it is free, unannotated (callers checked

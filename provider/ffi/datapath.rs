@@ -197,16 +197,40 @@ unsafe extern "C" fn create_cq_ex(ctx: *mut ibv_context, attr: *mut ibv_cq_init_
     }))
 }
 
+/// The fast entry, installed unless `valgrind::slow_path()` (add_ops).
 pub(crate) unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
-    if valgrind::slow_path() {
+    // Every call out of this path is in tail position, and nothing in it
+    // can unwind: it needs neither a frame nor a panic guard.
+    // SAFETY: cq is ours; the application's array has ne entries.
+    match unsafe { Cq::from_raw(cq).try_poll_fast(wc, ne) } {
+        Some(Ok(n)) => n,
+        Some(Err(e)) => fail(e.0),
         // SAFETY: forwarded contract.
-        return unsafe { poll_cq_slow(cq, ne, wc) };
+        None => unsafe { poll_cq_waiting(cq, ne, wc) },
     }
+}
+
+/// Sets errno to `e` and returns -1, out of line (the hot entries' errors).
+#[cold]
+#[inline(never)]
+extern "C" fn fail(errno: c_int) -> c_int {
+    crate::cmd::Errno(errno).set();
+    // Opaque, so that callers cannot fold the result in and must jump here
+    // (a tail call) rather than call and keep a frame for it.
+    core::hint::black_box(-1)
+}
+
+/// poll_cq when another thread holds the CQ's lock.
+///
+/// # Safety
+/// As for poll_cq.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn poll_cq_waiting(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
     no_unwind("poll_cq", -1, || {
-        let n = if ne > 0 && !wc.is_null() { ne as usize } else { 0 };
         // SAFETY: cq is ours; the application's array has ne entries.
-        match unsafe { Cq::from_raw(cq).poll_fast(wc, n) } {
-            Ok(n) => n as c_int,
+        match unsafe { Cq::from_raw(cq).poll_fast_waiting(wc, ne) } {
+            Ok(n) => n,
             Err(e) => {
                 e.set();
                 -1
@@ -215,13 +239,11 @@ pub(crate) unsafe extern "C" fn poll_cq(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv
     })
 }
 
-/// poll_cq under helgrind or with faults armed.
+/// poll_cq under helgrind or with faults armed (add_ops installs it then).
 ///
 /// # Safety
 /// As for poll_cq.
-#[cold]
-#[inline(never)]
-unsafe fn poll_cq_slow(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
+pub(crate) unsafe extern "C" fn poll_cq_slow(cq: *mut ibv_cq, ne: c_int, wc: *mut ibv_wc) -> c_int {
     no_unwind("poll_cq", -1, || {
         // SAFETY: cq is ours.
         let cq = unsafe { Cq::from_raw(cq) };
@@ -322,11 +344,8 @@ unsafe extern "C" fn destroy_cq(cq: *mut ibv_cq) -> c_int {
     r
 }
 
+/// The fast entry, installed unless faults are armed (install_cq_readers).
 pub(crate) unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
-    if fault::active() {
-        // SAFETY: forwarded contract.
-        return unsafe { start_poll_slow(cq) };
-    }
     no_unwind("start_poll", libc::EIO, || {
         // SAFETY: cq is ours (installed only on our extended CQs).
         match unsafe { Cq::from_raw(cq.cast()) }.start_poll() {
@@ -339,24 +358,18 @@ pub(crate) unsafe extern "C" fn cq_start_poll(cq: *mut ibv_cq_ex, _attr: *mut ib
     })
 }
 
+/// The fast entry, installed unless faults are armed (install_cq_readers).
 pub(crate) unsafe extern "C" fn cq_next_poll(cq: *mut ibv_cq_ex) -> c_int {
-    if fault::active() {
-        // SAFETY: forwarded contract.
-        return unsafe { next_poll_slow(cq) };
-    }
     // SAFETY: the verbs API calls next_poll only between a successful
     // start_poll and end_poll on this thread; cq is ours.
     no_unwind("next_poll", libc::EIO, || ret_int(unsafe { Cq::from_raw(cq.cast()).next_poll() }))
 }
 
-/// next_poll with faults armed. extern "C" so that it cannot unwind: a
-/// call that might would make the entry set up a frame for its panic guard
-/// on every call, the fast one included.
+/// next_poll with faults armed (install_cq_readers installs it then).
 ///
 /// # Safety
 /// As for cq_next_poll.
 #[cold]
-#[inline(never)]
 unsafe extern "C" fn next_poll_slow(cq: *mut ibv_cq_ex) -> c_int {
     // SAFETY: forwarded contract.
     no_unwind("next_poll", libc::EIO, || unsafe { next_poll_with_faults(Cq::from_raw(cq.cast())) })
@@ -382,13 +395,12 @@ unsafe fn next_poll_with_faults(cq: &Cq) -> c_int {
     ret_int(r)
 }
 
-/// start_poll with faults armed; extern "C" for the reason next_poll_slow is.
+/// start_poll with faults armed (install_cq_readers installs it then).
 ///
 /// # Safety
 /// `cq` is one of our extended CQs.
 #[cold]
-#[inline(never)]
-unsafe extern "C" fn start_poll_slow(cq: *mut ibv_cq_ex) -> c_int {
+unsafe extern "C" fn start_poll_slow(cq: *mut ibv_cq_ex, _attr: *mut ibv_poll_cq_attr) -> c_int {
     // SAFETY: per the contract.
     no_unwind("start_poll", libc::EIO, || start_poll_with_faults(unsafe { Cq::from_raw(cq.cast()) }))
 }
@@ -478,8 +490,14 @@ cq_reader!(cq_read_dlid_path_bits, u8, |wc| wc.dlid_path_bits);
 
 /// The extended CQ's table: polling, and the readers for the fields asked for.
 fn install_cq_readers(ex: &mut ibv_cq_ex, wc_flags: u64) {
-    ex.start_poll = Some(cq_start_poll);
-    ex.next_poll = Some(cq_next_poll);
+    // The entries chosen once: faults are armed (or not) for the process.
+    if fault::active() {
+        ex.start_poll = Some(start_poll_slow);
+        ex.next_poll = Some(next_poll_slow);
+    } else {
+        ex.start_poll = Some(cq_start_poll);
+        ex.next_poll = Some(cq_next_poll);
+    }
     ex.end_poll = Some(cq_end_poll);
     ex.read_opcode = Some(cq_read_opcode);
     ex.read_vendor_err = Some(cq_read_vendor_err);
@@ -580,25 +598,23 @@ unsafe extern "C" fn destroy_qp(q: *mut ibv_qp) -> c_int {
     r
 }
 
+/// The fast entry, installed unless `valgrind::slow_path()` (add_ops).
 pub(crate) unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
-    }
-    if valgrind::slow_path() {
-        // SAFETY: forwarded contract.
-        return unsafe { post_send_slow(q, wr, bad_wr) };
     }
     // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
     no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send_fast(wr), bad_wr) })
 }
 
-/// post_send under helgrind or with faults armed.
+/// post_send under helgrind or with faults armed (add_ops installs it then).
 ///
 /// # Safety
-/// As for post_send, with `bad_wr` checked.
-#[cold]
-#[inline(never)]
-unsafe fn post_send_slow(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+/// As for post_send.
+pub(crate) unsafe extern "C" fn post_send_slow(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+    if bad_wr.is_null() {
+        return libc::EINVAL;
+    }
     if fault::active() {
         // SAFETY: q is ours; bad_wr checked.
         if let Some(e) = unsafe { post_injected(Verb::PostSend, Some(q), wr, bad_wr) } {
@@ -609,25 +625,23 @@ unsafe fn post_send_slow(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut
     no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send(wr), bad_wr) })
 }
 
+/// The fast entry, installed unless `valgrind::slow_path()` (add_ops).
 pub(crate) unsafe extern "C" fn post_recv(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
-    }
-    if valgrind::slow_path() {
-        // SAFETY: forwarded contract.
-        return unsafe { post_recv_slow(q, wr, bad_wr) };
     }
     // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
     no_unwind("post_recv", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_recv::<true>(wr), bad_wr) })
 }
 
-/// post_recv under helgrind or with faults armed.
+/// post_recv under helgrind or with faults armed (add_ops installs it then).
 ///
 /// # Safety
-/// As for post_recv, with `bad_wr` checked.
-#[cold]
-#[inline(never)]
-unsafe fn post_recv_slow(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+/// As for post_recv.
+pub(crate) unsafe extern "C" fn post_recv_slow(q: *mut ibv_qp, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+    if bad_wr.is_null() {
+        return libc::EINVAL;
+    }
     if fault::active() {
         // SAFETY: q is ours; bad_wr checked.
         if let Some(e) = unsafe { post_injected(Verb::PostRecv, Some(q), wr, bad_wr) } {
@@ -667,15 +681,24 @@ pub(crate) unsafe extern "C" fn wr_start(q: *mut ibv_qp_ex) {
     no_unwind("wr_start", (), || unsafe { qpx(q).wr_start() })
 }
 
+/// The fast entry, installed unless faults are armed.
 pub(crate) unsafe extern "C" fn wr_complete(q: *mut ibv_qp_ex) -> c_int {
-    if fault::active() {
-        // SAFETY: q is one of our QPs, in a batch.
-        if let Some(e) = unsafe { wr_complete_injected(q) } {
-            return e;
-        }
-    }
     // SAFETY: ends the batch wr_start opened.
     no_unwind("wr_complete", libc::EIO, || ret_int(unsafe { qpx(q).wr_complete() }))
+}
+
+/// wr_complete with faults armed (installed then).
+///
+/// # Safety
+/// As for wr_complete.
+#[cold]
+pub(crate) unsafe extern "C" fn wr_complete_slow(q: *mut ibv_qp_ex) -> c_int {
+    // SAFETY: q is one of our QPs, in a batch.
+    if let Some(e) = unsafe { wr_complete_injected(q) } {
+        return e;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { wr_complete(q) }
 }
 
 /// An injected post_send failure at ibv_wr_complete: the batch is dropped,
@@ -790,7 +813,7 @@ fn install_send_ops(ex45: &mut ibv_qp_ex_45, flags: u64) {
     ex.wr_set_sge = Some(wr_set_sge);
     ex.wr_set_sge_list = Some(wr_set_sge_list);
     ex.wr_start = Some(wr_start);
-    ex.wr_complete = Some(wr_complete);
+    ex.wr_complete = Some(if fault::active() { wr_complete_slow } else { wr_complete });
     ex.wr_abort = Some(wr_abort);
 }
 
@@ -829,25 +852,23 @@ unsafe extern "C" fn destroy_srq(s: *mut ibv_srq) -> c_int {
     ret_int(guarded("destroy_srq", || unsafe { srq::destroy(s) }))
 }
 
+/// The fast entry, installed unless `valgrind::slow_path()` (add_ops).
 pub(crate) unsafe extern "C" fn post_srq_recv(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
     if bad_wr.is_null() {
         return libc::EINVAL;
-    }
-    if valgrind::slow_path() {
-        // SAFETY: forwarded contract.
-        return unsafe { post_srq_recv_slow(s, wr, bad_wr) };
     }
     // SAFETY: s is ours; the WR list is the application's; bad_wr checked.
     no_unwind("post_srq_recv", libc::EIO, || unsafe { post_ret(Srq::from_raw(s).post_recv::<true>(wr), bad_wr) })
 }
 
-/// post_srq_recv under helgrind or with faults armed.
+/// post_srq_recv under helgrind or with faults armed (add_ops installs it then).
 ///
 /// # Safety
-/// As for post_srq_recv, with `bad_wr` checked.
-#[cold]
-#[inline(never)]
-unsafe fn post_srq_recv_slow(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+/// As for post_srq_recv.
+pub(crate) unsafe extern "C" fn post_srq_recv_slow(s: *mut ibv_srq, wr: *mut ibv_recv_wr, bad_wr: *mut *mut ibv_recv_wr) -> c_int {
+    if bad_wr.is_null() {
+        return libc::EINVAL;
+    }
     if fault::active() {
         // SAFETY: bad_wr checked.
         if let Some(e) = unsafe { post_injected(Verb::PostSrqRecv, None, wr, bad_wr) } {
@@ -885,7 +906,11 @@ unsafe extern "C" fn detach_mcast(q: *mut ibv_qp, gid: *const ibv_gid, lid: u16)
 pub(super) fn add_ops(ops: &mut verbs_context_ops) {
     ops.create_cq = Some(create_cq);
     ops.create_cq_ex = Some(create_cq_ex);
-    ops.poll_cq = Some(poll_cq);
+    // The hot entries chosen once: helgrind and armed faults (decided at
+    // load, before any context) need the general paths; otherwise the fast
+    // ones run without a check per call.
+    let slow = valgrind::slow_path();
+    ops.poll_cq = Some(if slow { poll_cq_slow } else { poll_cq });
     ops.req_notify_cq = Some(req_notify_cq);
     ops.resize_cq = Some(resize_cq);
     ops.destroy_cq = Some(destroy_cq);
@@ -894,15 +919,15 @@ pub(super) fn add_ops(ops: &mut verbs_context_ops) {
     ops.query_qp = Some(query_qp);
     ops.modify_qp = Some(modify_qp);
     ops.destroy_qp = Some(destroy_qp);
-    ops.post_send = Some(post_send);
-    ops.post_recv = Some(post_recv);
+    ops.post_send = Some(if slow { post_send_slow } else { post_send });
+    ops.post_recv = Some(if slow { post_recv_slow } else { post_recv });
     ops.bind_mw = Some(bind_mw);
     ops.create_srq = Some(create_srq);
     ops.create_srq_ex = Some(create_srq_ex);
     ops.modify_srq = Some(modify_srq);
     ops.query_srq = Some(query_srq);
     ops.destroy_srq = Some(destroy_srq);
-    ops.post_srq_recv = Some(post_srq_recv);
+    ops.post_srq_recv = Some(if slow { post_srq_recv_slow } else { post_srq_recv });
     ops.create_ah = Some(create_ah);
     ops.destroy_ah = Some(destroy_ah);
     ops.attach_mcast = Some(attach_mcast);
