@@ -269,17 +269,37 @@ impl Cq {
         // SAFETY: start_poll succeeded only with a ring, and a resize, the
         // only thing that takes it, needs the lock we hold.
         let ring = unsafe { p.ring.as_ref().unwrap_unchecked() };
+        // In locals: the index stores below could alias these fields as
+        // far as the compiler knows, which would reload them.
+        let (base, shift) = ring.slots();
+        // Read before the hand-back below, which could otherwise make the
+        // compiler reload the ring's address to read it.
+        let produced = ring.producer_index_acquire();
+        let mut cur = p.cur;
         if p.exposed {
-            p.cur = next_index(p.cur, ring.mask());
+            cur = next_index(cur, ring.mask());
             // Hand the finished entry back right away, as poll_cq does.
-            ring.release(p.cur);
+            ring.release(cur);
         }
-        if p.cur == ring.producer_index_acquire() {
+        p.cur = cur;
+        if cur == produced {
             p.exposed = false;
             return Err(Errno(libc::ENOENT));
         }
         p.exposed = true;
-        expose_entry(self, ring, p.cur);
+        // SAFETY: the kernel published entry `cur` (Acquire above) and gets
+        // it back only at the next next_poll or end_poll; `cur` is masked,
+        // so the slot lies in the mapping, and map_ring checked that it
+        // holds an ib_uverbs_wc.
+        let wc = unsafe { &*base.add((cur as usize) << shift).cast::<ib_uverbs_wc>() };
+        let ex = self.vcq.get();
+        // SAFETY: we hold the poll lock, under which alone these fields are
+        // written; the pointers come from the UnsafeCells.
+        unsafe {
+            (*ex).cq_ex.status = wc.status as _;
+            (*ex).cq_ex.wr_id = wc.wr_id;
+            *self.exposed_wc.get() = wc;
+        }
         Ok(())
     }
 

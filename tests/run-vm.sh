@@ -38,7 +38,10 @@ kernel=${RXE_RS_KERNEL:-$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)}
 # kernel that panics before the guest ran anything of ours (under emulation
 # 6.12 now and then hits an int3 oops when it patches its own code,
 # sched_clock going stable), keeping the first boot's console as
-# vm.log.boot1; boot-retries.txt says so. The suites run in <out dir>, the
+# vm.log.boot1; boot-retries.txt says so. The same patching later, when
+# the clocksource watchdog marked the TSC unstable minutes in, panicked
+# 7.3's guest in the middle of the suites: under emulation the sandbox
+# boots with tsc=reliable, so that it does not happen. The suites run in <out dir>, the
 # only host directory they write to.
 # The sandbox passes the caller's environment on. Under `cargo test`
 # that holds cargo's LD_LIBRARY_PATH (its own target and toolchain

@@ -23,7 +23,10 @@ if [ -z "${RXE_BENCH_REPORT_ONLY:-}" ]; then
 	gcc -O2 -o "$out/icount" "$repo/tests/bench/icount.c" -libverbs
 	gcc -O2 -pthread -o "$out/mt" "$repo/tests/bench/mt.c" -libverbs
 	kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
-	timeout 5400 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
+	# tsc=reliable: emulation's clocksource watchdog would otherwise mark the
+	# TSC unstable and the patching that follows can panic the guest
+	# (tools/rxe-rs/src/sandbox.rs, vng_args).
+	timeout 5400 vng --run "$kernel" --disable-kvm --append tsc=reliable --memory 4G --cpus 2 --network loop --no-dhcp \
 		--rwdir "$out" --exec "bash $repo/tests/bench/guest.sh $repo $out $out $rounds '$parts'" > "$out/vm.log" 2>&1 || true
 	[ -e "$out/finished" ] || { echo "benchmark VM did not finish; see $out/vm.log" >&2; exit 1; }
 fi

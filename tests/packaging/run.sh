@@ -187,7 +187,10 @@ kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 # No KVM on these machines: software emulation, 2 CPUs, 4 GiB (see
 # /work/shared/notes/soft-roce-vm.md). The overlays make dpkg's writes to
 # /etc, /usr and /var the guest's alone.
-timeout 1800 vng --run "$kernel" --disable-kvm --memory 4G --cpus 2 --network loop --no-dhcp \
+# tsc=reliable: emulation's clocksource watchdog would otherwise mark the
+# TSC unstable and the patching that follows can panic the guest
+# (tools/rxe-rs/src/sandbox.rs, vng_args).
+timeout 1800 vng --run "$kernel" --disable-kvm --append tsc=reliable --memory 4G --cpus 2 --network loop --no-dhcp \
 	--overlay-rwdir=/etc --overlay-rwdir=/usr --overlay-rwdir=/var --rwdir "$vm" \
 	--exec "bash $here/guest.sh $vm $work/probe $deb1 $deb2 $releases" > "$work/vm.log" 2>&1
 [ "$(cat "$vm/finished" 2>/dev/null)" = done ]

@@ -187,11 +187,24 @@ pub struct Vm {
     pub console: bool,
 }
 
+/// Kernel options added when the VM runs under software emulation (see
+/// vng_args).
+pub const EMULATION_KERNEL_ARGS: &str = "tsc=reliable";
+
 /// vng's arguments for `vm`.
 pub fn vng_args(vm: &Vm) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["--run".into(), vm.kernel.clone().into()];
     if !vm.kvm {
         a.push("--disable-kvm".into());
+        // Under software emulation the clocksource watchdog sees the TSC
+        // skew against the HPET, sometimes minutes in, and marks it
+        // unstable; the kernel then patches sched_clock's static branch
+        // while the other CPU runs it, and under qemu's emulation that
+        // patching can oops (int3 in sched_clock_cpu) and panic the guest
+        // in the middle of the command. The emulated TSC is monotonic and
+        // steady, so it is told to trust it.
+        a.push("--append".into());
+        a.push(EMULATION_KERNEL_ARGS.into());
     }
     if vm.console {
         a.push("--verbose".into());

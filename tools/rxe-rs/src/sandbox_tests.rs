@@ -216,9 +216,11 @@ fn vng_arguments() {
         assert!(a.contains(&want.to_string()), "{want} missing from {a:?}");
     }
     assert!(!a.contains(&"--verbose".to_string()));
+    assert!(a.windows(2).any(|w| w[0] == "--append" && w[1] == "tsc=reliable"), "emulation keeps the TSC: {a:?}");
     assert_eq!(a[a.len() - 2..], ["--exec".to_string(), vm.exec.clone()]);
     let a = vng_args(&Vm { kvm: true, console: true, ..vm });
     assert!(!a.contains(&"--disable-kvm".into()) && a.contains(&"--verbose".into()));
+    assert!(!a.contains(&"--append".into()), "KVM guests keep the kernel's own clock choice");
     assert_eq!(shell_quote("/usr/bin/rxe-rs"), "/usr/bin/rxe-rs");
     assert_eq!(shell_quote("/tmp/it's here"), "'/tmp/it'\\''s here'");
     assert_eq!(shell_quote(""), "''");
