@@ -515,6 +515,44 @@ mod tests {
         }
     }
 
+    /// The fast poll (one in line, the rest in poll_more) against the
+    /// general one: the same entries in the same order across wrap-around,
+    /// nothing for a count of 0 or less or a null array, and the lock free
+    /// after each call.
+    #[test]
+    fn fast_poll_drains_as_the_general_one_does() {
+        let fast = |cq: &Cq, ne: i32, null: bool| -> Vec<u64> {
+            let mut out = vec![MaybeUninit::<ibv_wc>::uninit(); ne.max(0) as usize];
+            let p = if null { ptr::null_mut() } else { out.as_mut_ptr().cast::<ibv_wc>() };
+            // SAFETY: room for ne entries, or null.
+            let got = unsafe { cq.try_poll_fast(p, ne) }.expect("the lock is free").unwrap();
+            // SAFETY: the first `got` entries were written.
+            out[..got as usize].iter().map(|w| unsafe { w.assume_init_ref() }.wr_id).collect()
+        };
+        let cq = Cq::for_tests(Ring::heap(8, 64));
+        let mut next = 0;
+        let mut want = 0;
+        for round in 0..12 {
+            for _ in 0..(1 + round % 7) {
+                cq.with_ring(|r| r.sim_produce(wc(next, 0)));
+                next += 1;
+            }
+            assert_eq!(fast(&cq, 0, false), Vec::<u64>::new());
+            assert_eq!(fast(&cq, -3, false), Vec::<u64>::new());
+            assert_eq!(fast(&cq, 4, true), Vec::<u64>::new());
+            for ne in [1, 2, 16] {
+                for id in fast(&cq, ne, false) {
+                    assert_eq!(id, want);
+                    want += 1;
+                }
+            }
+            assert_eq!(want, next, "round {round}: everything polled");
+        }
+        assert_eq!(cq.with_ring(|r| r.sim_pending()), 0);
+        // SAFETY: a null array with no room asked for.
+        assert!(unsafe { cq.poll_fast_waiting(ptr::null_mut(), 0) }.is_ok());
+    }
+
     #[test]
     fn extended_polling_walks_entries_then_ends_empty() {
         let cq = Cq::for_tests(Ring::heap(8, 64));

@@ -465,30 +465,108 @@ fn the_fast_path_writes_what_the_general_path_writes() {
         if matches!(opcode, op::IBV_WR_SEND_WITH_IMM | op::IBV_WR_RDMA_WRITE_WITH_IMM) {
             w.__bindgen_anon_1.imm_data = 0x1234_5678;
         }
-        let mut slots = Vec::new();
-        for fast in [false, true] {
-            let qp = k.qp(qp_type, 8, 8);
-            // Dirty slots: whatever the path leaves unwritten shows.
-            qp.with_rings(|sq, _| {
-                // SAFETY: no producer runs; the test owns the ring.
-                unsafe { ptr::write_bytes(sq.slot_raw(0), 0xa5, sq.elem_size()) }
-            });
-            // SAFETY: a live local WR; the AH is ours.
-            let r = unsafe { if fast { qp.post_send_fast(&mut w) } else { qp.post_send(&mut w) } };
-            r.unwrap();
-            slots.push(qp.with_rings(|sq, _| sq.sim_slot(0).to_vec()));
+        assert_paths_write_alike(&k, qp_type, &mut w, if inline { data.len() } else { size_of::<ibv_sge>() });
+    }
+    assert!(k.doorbells() > 0);
+}
+
+/// Inline data of every length the one-WR path copies itself (and one
+/// longer, which it leaves to the list path), written as the general path
+/// writes it.
+#[test]
+fn the_one_wr_path_copies_inline_data_of_every_length() {
+    let k = Kernel::new();
+    let data: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(37).wrapping_add(11)).collect();
+    for len in 0..=data.len() {
+        let mut sg = [ibv_sge { addr: data.as_ptr() as u64, length: len as u32, lkey: 9 }];
+        let mut w = send_wr(len as u64, op::IBV_WR_SEND, &mut sg);
+        w.send_flags = ibv_send_flags::IBV_SEND_SIGNALED | ibv_send_flags::IBV_SEND_INLINE;
+        assert_paths_write_alike(&k, ibv_qp_type::IBV_QPT_RC, &mut w, len);
+    }
+    assert!(k.doorbells() > 0);
+}
+
+/// Posts `w` on a fresh QP of `qp_type` through the general path, the
+/// list fast path and the one-WR path (which must take it), each into a
+/// dirtied slot, and checks they wrote the same header and the first
+/// `payload` bytes after it. The one difference allowed is librxe's: `ex`
+/// carries imm_data for every opcode.
+fn assert_paths_write_alike(k: &Kernel, qp_type: u32, w: &mut ibv_send_wr, payload: usize) {
+    let mut slots = Vec::new();
+    for path in ["general", "list", "one"] {
+        let qp = k.qp(qp_type, 8, 8);
+        // Dirty slots: whatever the path leaves unwritten shows.
+        qp.with_rings(|sq, _| {
+            // SAFETY: no producer runs; the test owns the ring.
+            unsafe { ptr::write_bytes(sq.slot_raw(0), 0xa5, sq.elem_size()) }
+        });
+        // SAFETY: a live local WR; an AH in it is ours.
+        unsafe {
+            match path {
+                "general" => qp.post_send(w).unwrap(),
+                "list" => qp.post_send_fast(w).unwrap(),
+                _ => {
+                    assert!(qp.try_post_one(w), "the one-WR path should take opcode {} on QP type {qp_type}", w.opcode);
+                    qp.send_doorbell().unwrap();
+                }
+            }
         }
-        let (general, fast) = (&slots[0], &slots[1]);
-        let what = format!("opcode {opcode} on QP type {qp_type}, inline {inline}");
-        let payload = SEND_HEADER + if inline { data.len() } else { size_of::<ibv_sge>() };
-        assert_eq!(general[..20], fast[..20], "{what}");
-        assert_eq!(general[24..56], fast[24..56], "{what}");
-        assert_eq!(general[144..payload], fast[144..payload], "{what}");
-        let ex = u32::from_ne_bytes(fast[20..24].try_into().unwrap());
+        assert_eq!(sent(&qp), 1, "{path}");
+        slots.push(qp.with_rings(|sq, _| sq.sim_slot(0).to_vec()));
+    }
+    let general = &slots[0];
+    let end = SEND_HEADER + payload;
+    for (path, slot) in ["list", "one"].iter().zip(&slots[1..]) {
+        let what = format!("{path}: opcode {} on QP type {qp_type}, flags {:#x}, payload {payload}", w.opcode, w.send_flags);
+        assert_eq!(general[..20], slot[..20], "{what}");
+        assert_eq!(general[24..56], slot[24..56], "{what}");
+        assert_eq!(general[144..end], slot[144..end], "{what}");
+        assert_eq!(slot[end..end + 1], [0xa5], "{what}: wrote past the payload");
+        let ex = u32::from_ne_bytes(slot[20..24].try_into().unwrap());
         // SAFETY: plain u32 bits.
         assert_eq!(ex, unsafe { w.__bindgen_anon_1.imm_data }, "{what}");
     }
-    assert!(k.doorbells() > 0);
+}
+
+/// What the one-WR path leaves to the list path, untouched: lists, WRs
+/// needing the general checks, inline data past what it copies, a full
+/// queue, a state that allows no sends.
+#[test]
+fn the_one_wr_path_declines_without_writing() {
+    let k = Kernel::new();
+    let data = [7u8; 65];
+    let qp = k.qp(ibv_qp_type::IBV_QPT_RC, 2, 8);
+    let mut sg = [ibv_sge { addr: data.as_ptr() as u64, length: 65, lkey: 9 }];
+    let mut long_inline = send_wr(1, op::IBV_WR_SEND, &mut sg);
+    long_inline.send_flags = ibv_send_flags::IBV_SEND_INLINE;
+    let mut sg2 = [ibv_sge { addr: 0x1000, length: 8, lkey: 9 }, ibv_sge { addr: 0x2000, length: 8, lkey: 9 }];
+    let mut two_sges = send_wr(2, op::IBV_WR_SEND, &mut sg2);
+    let mut sg3 = [ibv_sge { addr: 0x1000, length: 8, lkey: 9 }];
+    let mut sg4 = sg3;
+    let mut wrs = [send_wr(3, op::IBV_WR_SEND, &mut sg3), send_wr(4, op::IBV_WR_SEND, &mut sg4)];
+    let list = chain(&mut wrs);
+    // SAFETY: live local WRs.
+    unsafe {
+        assert!(!qp.try_post_one(&mut long_inline));
+        assert!(!qp.try_post_one(&mut two_sges));
+        assert!(!qp.try_post_one(list));
+        assert!(!qp.try_post_one(ptr::null_mut()));
+    }
+    assert_eq!(sent(&qp), 0);
+    let mut sg5 = [ibv_sge { addr: 0x1000, length: 8, lkey: 9 }];
+    let mut one = send_wr(5, op::IBV_WR_SEND, &mut sg5);
+    // SAFETY: a live local WR.
+    unsafe {
+        assert!(qp.try_post_one(&mut one));
+        // Two slots hold one WR: the queue is full now.
+        assert!(!qp.try_post_one(&mut one));
+    }
+    assert_eq!(sent(&qp), 1);
+    let reset = k.qp(ibv_qp_type::IBV_QPT_RC, 8, 8);
+    reset.set_state_for_tests(ibv_qp_state::IBV_QPS_INIT);
+    // SAFETY: a live local WR.
+    assert!(!unsafe { reset.try_post_one(&mut one) });
+    assert_eq!(sent(&reset), 0);
 }
 
 /// The single-WR receive path against the general one: the same slot

@@ -519,6 +519,50 @@ unsafe fn fast_one(fast: &FastSend, w: &ibv_send_wr) -> Option<FastOne> {
     Some(FastOne { sge, inline, arm, iova })
 }
 
+/// The longest inline data [`Qp::try_post_one`] copies itself; longer goes
+/// through the general path's memcpy.
+const INLINE_IN_LINE: u32 = 64;
+
+/// Copies `len` (at most [`INLINE_IN_LINE`]) bytes with a few overlapping
+/// loads and stores instead of a call to memcpy, whose call would make the
+/// one-WR post keep a stack frame.
+///
+/// # Safety
+/// `len` bytes are readable at `src` and writable at `dst`; the two do not
+/// overlap.
+#[inline(always)]
+unsafe fn copy_short(dst: *mut u8, src: *const u8, len: usize) {
+    debug_assert!(len <= INLINE_IN_LINE as usize);
+    // SAFETY: every access below lies within [0, len) of both buffers:
+    // each range starts at 0 or ends at len, and len is at least its size.
+    unsafe {
+        /// # Safety
+        /// `at..at + size_of::<T>()` lies within both buffers.
+        unsafe fn mv<T: Copy>(dst: *mut u8, src: *const u8, at: usize) {
+            // SAFETY: per the contract.
+            unsafe { dst.add(at).cast::<T>().write_unaligned(src.add(at).cast::<T>().read_unaligned()) }
+        }
+        if len >= 16 {
+            mv::<u128>(dst, src, 0);
+            if len > 32 {
+                mv::<u128>(dst, src, 16);
+                mv::<u128>(dst, src, len - 32);
+            }
+            mv::<u128>(dst, src, len - 16);
+        } else if len >= 8 {
+            mv::<u64>(dst, src, 0);
+            mv::<u64>(dst, src, len - 8);
+        } else if len >= 4 {
+            mv::<u32>(dst, src, 0);
+            mv::<u32>(dst, src, len - 4);
+        } else if len > 0 {
+            mv::<u8>(dst, src, 0);
+            mv::<u8>(dst, src, len / 2);
+            mv::<u8>(dst, src, len - 1);
+        }
+    }
+}
+
 /// Writes a fast-path WR into a send slot.
 ///
 /// # Safety
@@ -777,6 +821,85 @@ impl Qp {
             None => Ok(()),
             Some((r, bad)) => Err(self.post_send_refused(r, bad)),
         }
+    }
+
+    /// The usual `ibv_post_send`, one WR the fast path takes, written and
+    /// published with no call and no stack frame: true when it was, and the
+    /// caller then rings the doorbell; false, having done nothing, for
+    /// everything else (a list, a WR needing the general checks, inline
+    /// data longer than [`INLINE_IN_LINE`], a busy lock, a full queue, a
+    /// refusing state), which [`Qp::post_send_fast`] then takes whole.
+    ///
+    /// # Safety
+    /// As for [`Qp::post_send`].
+    #[inline(always)]
+    pub(crate) unsafe fn try_post_one(&self, wr: *mut ibv_send_wr) -> bool {
+        if wr.is_null() || !state_allows_send(self.state()) {
+            return false;
+        }
+        // SAFETY: a valid WR per the contract.
+        let w = unsafe { &*wr };
+        if !w.next.is_null() {
+            return false;
+        }
+        // SAFETY: the WR's pointers follow the contract.
+        let Some(one) = (unsafe { fast_one(&self.fast, w) }) else {
+            return false;
+        };
+        if one.inline && one.sge.length > INLINE_IN_LINE {
+            return false;
+        }
+        let Some(mut sq) = self.sq.try_lock_fast() else {
+            return false;
+        };
+        let q = &mut *sq;
+        let prod = q.ring.producer_index();
+        let next = next_index(prod, q.ring.mask());
+        if next == q.ring.consumer_index_acquire() {
+            return false;
+        }
+        let slot = q.ring.slot_raw(prod);
+        let h = wqe::Header {
+            wr_id: w.wr_id,
+            opcode: w.opcode,
+            send_flags: w.send_flags,
+            // SAFETY: as in write_fast.
+            ex: unsafe { w.__bindgen_anon_1.imm_data },
+            arm: one.arm,
+            iova: one.iova,
+            ssn: q.ssn,
+            length: one.sge.length,
+            num_sge: 1,
+        };
+        // SAFETY: slot `prod` is free (checked above) and ours under the
+        // lock; FastSend::new measured the ring's slots: each holds the
+        // header and one SGE or max_inline bytes (at least the length, as
+        // fast_one checked). An inline source is readable per the contract.
+        unsafe {
+            wqe::write_header(slot, &h);
+            if one.inline {
+                copy_short(slot.add(wqe::SEND_HEADER), one.sge.addr as usize as *const u8, one.sge.length as usize);
+            } else {
+                wqe::write_first_sge(slot, one.sge);
+            }
+        }
+        q.ssn = q.ssn.wrapping_add(1);
+        q.ring.publish(next);
+        true
+        // The lock drops here, after the publication.
+    }
+
+    /// Rings the send doorbell after [`Qp::try_post_one`] published, the
+    /// usual way only: false if that did not take, and then
+    /// [`Qp::send_doorbell`] rings with the fallback and says why.
+    #[inline(always)]
+    pub(crate) fn try_send_doorbell(&self) -> bool {
+        self.doorbell.try_write(self.cmd_fd, &self.context().doorbell_via_ioctl)
+    }
+
+    /// The send doorbell with its fallback and its error, logged.
+    pub(crate) fn send_doorbell(&self) -> Result<()> {
+        self.doorbell()
     }
 
     /// post_send's refusals before the lock: a null list, or a state that

@@ -498,6 +498,17 @@ impl PreparedDoorbell {
         PreparedDoorbell { req, qp_handle }
     }
 
+    /// One attempt at the usual way, a write(2) on `fd`: true when the
+    /// kernel took it. On false nothing is known to have rung; [`Self::ring`]
+    /// rings again with the fallback and the error (ringing twice is
+    /// harmless: a zero-WR POST_SEND only tells the kernel to look).
+    #[inline(always)]
+    pub(crate) fn try_write(&self, fd: RawFd, via_ioctl: &AtomicBool) -> bool {
+        // SAFETY: as in ring().
+        !via_ioctl.load(Ordering::Relaxed)
+            && unsafe { libc::write(fd, ptr::addr_of!(self.req).cast(), size_of::<DoorbellWrite>()) } == size_of::<DoorbellWrite>() as isize
+    }
+
     /// Rings it on context fd `fd`, as [`doorbell`] does.
     #[inline(always)]
     pub(crate) fn ring(&self, fd: RawFd, via_ioctl: &AtomicBool) -> Result<()> {

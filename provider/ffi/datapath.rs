@@ -603,6 +603,58 @@ pub(crate) unsafe extern "C" fn post_send(q: *mut ibv_qp, wr: *mut ibv_send_wr, 
     if bad_wr.is_null() {
         return libc::EINVAL;
     }
+    // One WR, the usual call, without a frame: nothing in try_post_one
+    // calls out or unwinds, and both ways on are jumps.
+    // SAFETY: q is ours; the WR is the application's.
+    if unsafe { Qp::from_raw(q).try_post_one(wr) } {
+        // SAFETY: forwarded contract.
+        return unsafe { post_send_doorbell(q, bad_wr) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { post_send_list(q, wr, bad_wr) }
+}
+
+/// The doorbell after post_send's one-WR path published: one write(2),
+/// and nothing else unless it failed.
+///
+/// # Safety
+/// `q` is ours; `bad_wr` is not null.
+#[inline(never)]
+unsafe extern "C" fn post_send_doorbell(q: *mut ibv_qp, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+    // SAFETY: per the contract.
+    if unsafe { Qp::from_raw(q) }.try_send_doorbell() {
+        return 0;
+    }
+    // SAFETY: per the contract.
+    unsafe { post_send_doorbell_again(q, bad_wr) }
+}
+
+/// The doorbell when its write(2) did not take: rung again with the
+/// fallback to INVOKE_WRITE, or the error logged and returned.
+///
+/// # Safety
+/// As for post_send_doorbell.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn post_send_doorbell_again(q: *mut ibv_qp, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+    // SAFETY: per the contract.
+    no_unwind("post_send", libc::EIO, || match unsafe { Qp::from_raw(q).send_doorbell() } {
+        Ok(()) => 0,
+        Err(e) => {
+            // The WR is posted; what failed is telling the kernel.
+            // SAFETY: not null per the contract.
+            unsafe { *bad_wr = core::ptr::null_mut() };
+            e.0
+        }
+    })
+}
+
+/// post_send for what the one-WR path does not take.
+///
+/// # Safety
+/// As for post_send, with `bad_wr` checked.
+#[inline(never)]
+unsafe extern "C" fn post_send_list(q: *mut ibv_qp, wr: *mut ibv_send_wr, bad_wr: *mut *mut ibv_send_wr) -> c_int {
     // SAFETY: q is ours; the WR list is the application's; bad_wr checked.
     no_unwind("post_send", libc::EIO, || unsafe { post_ret(Qp::from_raw(q).post_send_fast(wr), bad_wr) })
 }
