@@ -842,13 +842,8 @@ impl Qp {
         if !w.next.is_null() {
             return false;
         }
-        // SAFETY: the WR's pointers follow the contract.
-        let Some(one) = (unsafe { fast_one(&self.fast, w) }) else {
-            return false;
-        };
-        if one.inline && one.sge.length > INLINE_IN_LINE {
-            return false;
-        }
+        // The lock and the free slot first: the WR is then read and written
+        // in one go, with few values held in registers at once.
         let Some(mut sq) = self.sq.try_lock_fast() else {
             return false;
         };
@@ -856,6 +851,13 @@ impl Qp {
         let prod = q.ring.producer_index();
         let next = next_index(prod, q.ring.mask());
         if next == q.ring.consumer_index_acquire() {
+            return false;
+        }
+        // SAFETY: the WR's pointers follow the contract.
+        let Some(one) = (unsafe { fast_one(&self.fast, w) }) else {
+            return false;
+        };
+        if one.inline && one.sge.length > INLINE_IN_LINE {
             return false;
         }
         let slot = q.ring.slot_raw(prod);
