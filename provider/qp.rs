@@ -563,13 +563,14 @@ unsafe fn copy_short(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
-/// Writes a fast-path WR into a send slot.
+/// Writes a fast-path WR into a send slot; inline data with [`copy_short`]
+/// if `SHORT` (the caller checked the length), else with memcpy.
 ///
 /// # Safety
 /// `slot` is a reserved send slot with room for the header and one SGE, or
 /// for `one.sge.length` inline bytes, which are readable at its address.
 #[inline(always)]
-unsafe fn write_fast(slot: *mut u8, w: &ibv_send_wr, one: FastOne, ssn: u32) {
+unsafe fn write_fast<const SHORT: bool>(slot: *mut u8, w: &ibv_send_wr, one: FastOne, ssn: u32) {
     let h = wqe::Header {
         wr_id: w.wr_id,
         opcode: w.opcode,
@@ -587,8 +588,10 @@ unsafe fn write_fast(slot: *mut u8, w: &ibv_send_wr, one: FastOne, ssn: u32) {
     unsafe {
         wqe::write_header(slot, &h);
         if one.inline {
-            if one.sge.length != 0 {
-                let src = one.sge.addr as usize as *const u8;
+            let src = one.sge.addr as usize as *const u8;
+            if SHORT {
+                copy_short(slot.add(wqe::SEND_HEADER), src, one.sge.length as usize);
+            } else if one.sge.length != 0 {
                 ptr::copy_nonoverlapping(src, slot.add(wqe::SEND_HEADER), one.sge.length as usize);
             }
         } else {
@@ -799,7 +802,7 @@ impl Qp {
                 // under the lock; FastSend::new measured the ring's slots:
                 // each holds the header and one SGE or max_inline bytes. An
                 // inline source is readable per the contract.
-                unsafe { write_fast(ring.slot_raw(prod), w, one, ssn) };
+                unsafe { write_fast::<false>(ring.slot_raw(prod), w, one, ssn) };
                 prod = next;
                 ssn = ssn.wrapping_add(1);
                 wr = w.next;
@@ -860,31 +863,12 @@ impl Qp {
         if one.inline && one.sge.length > INLINE_IN_LINE {
             return false;
         }
-        let slot = q.ring.slot_raw(prod);
-        let h = wqe::Header {
-            wr_id: w.wr_id,
-            opcode: w.opcode,
-            send_flags: w.send_flags,
-            // SAFETY: as in write_fast.
-            ex: unsafe { w.__bindgen_anon_1.imm_data },
-            arm: one.arm,
-            iova: one.iova,
-            ssn: q.ssn,
-            length: one.sge.length,
-            num_sge: 1,
-        };
         // SAFETY: slot `prod` is free (checked above) and ours under the
         // lock; FastSend::new measured the ring's slots: each holds the
         // header and one SGE or max_inline bytes (at least the length, as
-        // fast_one checked). An inline source is readable per the contract.
-        unsafe {
-            wqe::write_header(slot, &h);
-            if one.inline {
-                copy_short(slot.add(wqe::SEND_HEADER), one.sge.addr as usize as *const u8, one.sge.length as usize);
-            } else {
-                wqe::write_first_sge(slot, one.sge);
-            }
-        }
+        // fast_one checked, and at most INLINE_IN_LINE, checked above). An
+        // inline source is readable per the contract.
+        unsafe { write_fast::<true>(q.ring.slot_raw(prod), w, one, q.ssn) };
         q.ssn = q.ssn.wrapping_add(1);
         q.ring.publish(next);
         true
