@@ -11,6 +11,7 @@ use crate::queue::{next_index, FastGuard, Ring, SpinGuard, SpinLock};
 use core::cell::UnsafeCell;
 use core::ffi::c_int;
 use core::mem::{size_of, MaybeUninit};
+use core::sync::atomic::Ordering;
 use core::ptr;
 
 use ibv_create_cq_wc_flags as wcf;
@@ -272,21 +273,26 @@ impl Cq {
         // In locals: the index stores below could alias these fields as
         // far as the compiler knows, which would reload them.
         let (base, shift) = ring.slots();
-        // Read before the hand-back below, which could otherwise make the
-        // compiler reload the ring's address to read it.
+        let consumer = ring.consumer_cell();
         let produced = ring.producer_index_acquire();
         let mut cur = p.cur;
         if p.exposed {
             cur = next_index(cur, ring.mask());
-            // Hand the finished entry back right away, as poll_cq does.
-            ring.release(cur);
+            // Hand the finished entry back right away, as poll_cq does
+            // (librxe holds them all until end_poll: a CQ sized to the work
+            // outstanding can then overflow while the application re-posts
+            // inside its batch).
+            consumer.store(cur, Ordering::Release);
+        } else {
+            // After an ENOENT (the application polls on): set again below
+            // if it stays empty.
+            p.exposed = true;
         }
         p.cur = cur;
         if cur == produced {
             p.exposed = false;
             return Err(Errno(libc::ENOENT));
         }
-        p.exposed = true;
         // SAFETY: the kernel published entry `cur` (Acquire above) and gets
         // it back only at the next next_poll or end_poll; `cur` is masked,
         // so the slot lies in the mapping, and map_ring checked that it

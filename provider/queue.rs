@@ -207,6 +207,14 @@ impl Ring {
         self.consumer().load(Ordering::Relaxed)
     }
 
+    /// Our consumer index on a ring the kernel produces, for a caller that
+    /// stores masked indices into it (Release) and keeps the reference in
+    /// a register meanwhile.
+    #[inline(always)]
+    pub(crate) fn consumer_cell(&self) -> &AtomicU32 {
+        self.consumer()
+    }
+
     /// Hands entries up to `index` back to the kernel, after we read them.
     pub(crate) fn release(&self, index: u32) {
         self.consumer().store(index & self.mask, Ordering::Release);
