@@ -64,8 +64,11 @@ ic = icount()
 table("instructions per call (callgrind)", "", [(label, ic.get((k, "stock")), ic.get((k, "ours"))) for k, label in VERBS if (k, "stock") in ic or (k, "ours") in ic])
 
 rows = {}
-def add(name, p, v):
+rounds_of = {}  # name -> provider -> {round: value}, for the paired ratios
+def add(name, p, v, r=None):
     rows.setdefault(name, {}).setdefault(p, []).append(v)
+    if r is not None:
+        rounds_of.setdefault(name, {}).setdefault(p, {})[r] = v
 
 for p in PROVIDERS:
     for r in range(1, rounds + 1):
@@ -85,7 +88,7 @@ for p in PROVIDERS:
                     name = f"reg_mr+dereg_mr {name.split('.')[1]} (usec)"
                 else:
                     name += " (ns/op)"
-                add(name, p, float(m[2]))
+                add(name, p, float(m[2]), r)
         f = out / f"send_lat.{r}.{p}.cli"
         if f.exists():
             m = re.search(r"^\s*2\s+\d+\s+[\d.]+\s+[\d.]+\s+([\d.]+)\s+([\d.]+)", f.read_text(), re.M)
@@ -100,9 +103,33 @@ for p in PROVIDERS:
 def med(v, p):
     return statistics.median(v[p]) if p in v else None
 
+
+def paired(title, names):
+    """Each round's ours/stock ratio (the two ran back to back, so the
+    emulated machine's drift between rounds cancels): their median, range,
+    and in how many rounds ours was ahead (a higher rate, or less time)."""
+    rows_out = []
+    for n in names:
+        by = rounds_of.get(n, {})
+        common = sorted(set(by.get("stock", {})) & set(by.get("ours", {})))
+        if not common:
+            continue
+        ratios = [by["ours"][r] / by["stock"][r] for r in common]
+        ahead = sum(1 for x in ratios if (x > 1 if n.startswith("WRs/s") else x < 1))
+        rows_out.append((n, statistics.median(ratios), min(ratios), max(ratios), ahead, len(ratios)))
+    if not rows_out:
+        return
+    print(f"{title:44} {'median':>10} {'range':>14} {'ours ahead':>11}")
+    for n, m, lo, hi, ahead, k in rows_out:
+        print(f"{n:44} {m:10.2f} {f'{lo:.2f}-{hi:.2f}':>14} {f'{ahead} of {k}':>11}")
+    print()
+
+
 contention = [(n, med(v, "stock"), med(v, "ours")) for n, v in rows.items() if n.startswith("WRs/s")]
 table("contention, posted WRs/s (higher is better)", "", contention)
+paired("contention, ours/stock per round", [n for n, _, _ in contention])
 regs = [(n, med(v, "stock"), med(v, "ours")) for n, v in rows.items() if n.startswith("reg_mr")]
 table("registration, median", "", regs)
+paired("registration, ours/stock per round", [n for n, _, _ in regs])
 times = [(n, med(v, "stock"), med(v, "ours")) for n, v in rows.items() if not n.startswith(("WRs/s", "reg_mr"))]
 table("time (median of rounds)", "", times)
