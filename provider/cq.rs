@@ -298,14 +298,7 @@ impl Cq {
         // so the slot lies in the mapping, and map_ring checked that it
         // holds an ib_uverbs_wc.
         let wc = unsafe { &*base.add((cur as usize) << shift).cast::<ib_uverbs_wc>() };
-        let ex = self.vcq.get();
-        // SAFETY: we hold the poll lock, under which alone these fields are
-        // written; the pointers come from the UnsafeCells.
-        unsafe {
-            (*ex).cq_ex.status = wc.status as _;
-            (*ex).cq_ex.wr_id = wc.wr_id;
-            *self.exposed_wc.get() = wc;
-        }
+        expose_entry(self, wc);
         Ok(())
     }
 
@@ -387,14 +380,12 @@ unsafe fn poll_more(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> i32
     n as i32
 }
 
-/// Publishes entry `cur` of `ring` (the kernel published it and it is not
-/// handed back yet) as the exposed one: its status and wr_id in the
-/// extended CQ, where the application reads them, and for the readers.
+/// Publishes `wc`, an entry of the CQ's ring (the kernel published it and
+/// it is not handed back yet), as the exposed one: its status and wr_id in
+/// the extended CQ, where the application reads them, and for the readers.
 /// Called with the poll lock held.
 #[inline(always)]
-fn expose_entry(cq: &Cq, ring: &Ring, cur: u32) {
-    // SAFETY: the entry was published by the kernel and not yet released.
-    let wc = unsafe { ring.entry::<ib_uverbs_wc>(cur) };
+fn expose_entry(cq: &Cq, wc: &ib_uverbs_wc) {
     let ex = cq.vcq.get();
     // SAFETY: the caller holds the poll lock, under which alone these fields
     // are written; the pointers come from the UnsafeCells.
@@ -423,7 +414,8 @@ impl<'a> PollGuard<'a> {
     /// Publishes the exposed entry's status and wr_id in the extended CQ,
     /// where the application reads them.
     fn expose(&self) {
-        expose_entry(self.cq, self.ring(), self.p.cur);
+        // SAFETY: the entry was published by the kernel and not yet released.
+        expose_entry(self.cq, unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) });
     }
 
     /// `ibv_next_poll` through the guard (tests drive the poll this way).

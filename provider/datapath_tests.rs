@@ -507,7 +507,7 @@ fn assert_paths_write_alike(k: &Kernel, qp_type: u32, w: &mut ibv_send_wr, paylo
                 "list" => qp.post_send_fast(w).unwrap(),
                 _ => {
                     assert!(qp.try_post_one(w), "the one-WR path should take opcode {} on QP type {qp_type}", w.opcode);
-                    qp.send_doorbell().unwrap();
+                    qp.doorbell().unwrap();
                 }
             }
         }

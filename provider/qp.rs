@@ -696,7 +696,7 @@ impl Qp {
 
     /// Tells the kernel new send WQEs are waiting: a POST_SEND with no WRs.
     #[inline(always)]
-    fn doorbell(&self) -> Result<()> {
+    pub(crate) fn doorbell(&self) -> Result<()> {
         match self.doorbell.ring(self.cmd_fd, &self.context().doorbell_via_ioctl) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.doorbell_refused(e)),
@@ -877,15 +877,10 @@ impl Qp {
 
     /// Rings the send doorbell after [`Qp::try_post_one`] published, the
     /// usual way only: false if that did not take, and then
-    /// [`Qp::send_doorbell`] rings with the fallback and says why.
+    /// [`Qp::doorbell`] rings with the fallback and says why.
     #[inline(always)]
     pub(crate) fn try_send_doorbell(&self) -> bool {
         self.doorbell.try_write(self.cmd_fd, &self.context().doorbell_via_ioctl)
-    }
-
-    /// The send doorbell with its fallback and its error, logged.
-    pub(crate) fn send_doorbell(&self) -> Result<()> {
-        self.doorbell()
     }
 
     /// post_send's refusals before the lock: a null list, or a state that

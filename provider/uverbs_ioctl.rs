@@ -504,18 +504,22 @@ impl PreparedDoorbell {
     /// harmless: a zero-WR POST_SEND only tells the kernel to look).
     #[inline(always)]
     pub(crate) fn try_write(&self, fd: RawFd, via_ioctl: &AtomicBool) -> bool {
-        // SAFETY: as in ring().
-        !via_ioctl.load(Ordering::Relaxed)
-            && unsafe { libc::write(fd, ptr::addr_of!(self.req).cast(), size_of::<DoorbellWrite>()) } == size_of::<DoorbellWrite>() as isize
+        !via_ioctl.load(Ordering::Relaxed) && self.write(fd) == size_of::<DoorbellWrite>() as isize
+    }
+
+    /// The request written on `fd`: write(2)'s result.
+    #[inline(always)]
+    fn write(&self, fd: RawFd) -> isize {
+        // SAFETY: a plain request in our object; the kernel writes its
+        // response into the sink, which lives forever.
+        unsafe { libc::write(fd, ptr::addr_of!(self.req).cast(), size_of::<DoorbellWrite>()) }
     }
 
     /// Rings it on context fd `fd`, as [`doorbell`] does.
     #[inline(always)]
     pub(crate) fn ring(&self, fd: RawFd, via_ioctl: &AtomicBool) -> Result<()> {
         if !via_ioctl.load(Ordering::Relaxed) {
-            // SAFETY: a plain request in our object; the kernel writes its
-            // response into the sink, which lives forever.
-            let n = unsafe { libc::write(fd, ptr::addr_of!(self.req).cast(), size_of::<DoorbellWrite>()) };
+            let n = self.write(fd);
             if n == size_of::<DoorbellWrite>() as isize {
                 return Ok(());
             }

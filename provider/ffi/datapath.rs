@@ -637,15 +637,11 @@ unsafe extern "C" fn post_send_doorbell(q: *mut ibv_qp, bad_wr: *mut *mut ibv_se
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn post_send_doorbell_again(q: *mut ibv_qp, bad_wr: *mut *mut ibv_send_wr) -> c_int {
+    // As the list path reports it: the WR is posted, what failed is
+    // telling the kernel, so no WR is the bad one.
     // SAFETY: per the contract.
-    no_unwind("post_send", libc::EIO, || match unsafe { Qp::from_raw(q).send_doorbell() } {
-        Ok(()) => 0,
-        Err(e) => {
-            // The WR is posted; what failed is telling the kernel.
-            // SAFETY: not null per the contract.
-            unsafe { *bad_wr = core::ptr::null_mut() };
-            e.0
-        }
+    no_unwind("post_send", libc::EIO, || unsafe {
+        post_ret(Qp::from_raw(q).doorbell().map_err(|errno| PostError { errno, bad: core::ptr::null_mut() }), bad_wr)
     })
 }
 
