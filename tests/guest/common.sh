@@ -52,19 +52,47 @@ single() {
 	record "$name" "$p" $? $((SECONDS - t0))
 }
 
-# wait_server <server output> <server pid>: until the server listens (its
-# out-of-band TCP port 18515, or an rdma_cm id in LISTEN) or, for mckey's
-# receiver, has joined its group; at most 60 s, or until it exits. A fixed
-# sleep was too short on a loaded machine: the client then found no server.
+# wait_server <server output> <server pid>: until the server is ready, at
+# most 60 s, or until it exits. A fixed sleep was too short on a loaded
+# machine: the client then found no server. Ready is, with WAIT_FOR_OUTPUT
+# set, that text in the server's output (mckey's receiver has joined its
+# group: nothing of it listens); otherwise its out-of-band TCP port 18515
+# listening, or an rdma_cm id in LISTEN. The port and the output are read by
+# the shell itself, every 0.2 s; `rdma resource show`, a process that costs
+# a good part of a second on the emulated CPU (and takes it from the server
+# starting beside it), runs once a second.
 wait_server() {
-	local i
-	for i in $(seq 120); do
-		ss -Hltn 'sport = :18515' | grep -q . && return
-		rdma resource show cm_id 2> /dev/null | grep -q LISTEN && return
-		grep -q 'receiving data transfers' "$1" 2> /dev/null && return
-		kill -0 "$2" 2> /dev/null || return
-		sleep 0.5
+	local out=$1 pid=$2 end=$((SECONDS + 60)) i=0
+	while [ "$SECONDS" -lt "$end" ] && kill -0 "$pid" 2> /dev/null; do
+		if [ -n "${WAIT_FOR_OUTPUT:-}" ]; then
+			output_has "$out" "$WAIT_FOR_OUTPUT" && return
+		else
+			tcp_listening 4853 && return
+			[ $((i % 5)) = 4 ] && rdma resource show cm_id 2> /dev/null | grep -q LISTEN && return
+		fi
+		i=$((i + 1))
+		sleep 0.2
 	done
+}
+
+# output_has <file> <text>: the file holds the text (read by the shell).
+output_has() {
+	local text=
+	[ -e "$1" ] && IFS= read -r -d '' text < "$1"
+	[[ $text == *"$2"* ]]
+}
+
+# tcp_listening <port, 4 hex digits>: a TCP socket listens on it (IPv4 or
+# IPv6), read from /proc/net without starting a process.
+tcp_listening() {
+	local f sl addr rem st rest
+	for f in /proc/net/tcp /proc/net/tcp6; do
+		[ -r "$f" ] || continue
+		while read -r sl addr rem st rest; do
+			[ "$st" = 0A ] && [ "${addr##*:}" = "$1" ] && return 0
+		done < "$f"
+	done
+	return 1
 }
 
 # pair <name> <provider> server-cmd... -- client-cmd...: a server in the

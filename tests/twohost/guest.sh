@@ -120,9 +120,9 @@ record_stat() {
 
 ready() {
 	case $READY in
-	tcp) ss -Hltn 'sport = :18515' | grep -q . ;;
+	tcp) tcp_listening 4853 ;;
 	cm) rdma resource show cm_id 2> /dev/null | grep -q LISTEN ;;
-	mckey) grep -q 'receiving data transfers' "$1" ;;
+	mckey) output_has "$1" 'receiving data transfers' ;;
 	esac
 }
 
