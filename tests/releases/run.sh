@@ -32,7 +32,12 @@
 # (LD_DEBUG=files) to <prefix>.<pid>; the `file=.../librxe...` lines there
 # show which provider each process loaded.
 set -eu
-repo=$(cd "$(dirname "$0")/../.." && pwd)
+# Parameter expansion rather than dirname(1) and id(1): the suites run this
+# hundreds of times on an emulated CPU, where each process costs a fraction
+# of a second.
+here=${BASH_SOURCE[0]%/*}
+[ "$here" != "${BASH_SOURCE[0]}" ] || here=.
+repo=$(cd "$here/../.." && pwd)
 [ $# -ge 2 ] || { echo "usage: $0 <release> <program> [args...]" >&2; exit 2; }
 release=$1 prog=$2
 shift 2
@@ -61,7 +66,7 @@ if [ -n "${RXE_LD_DEBUG_OUTPUT:-}" ]; then
 fi
 [ -n "$prefix" ] || exec "${cmd[@]}"
 
-[ "$(id -u)" = 0 ] || { echo "RXE_PROVIDER=$provider needs root (a private mount of /etc/libibverbs.d); RXE_PROVIDER=system does not" >&2; exit 1; }
+[ "$EUID" = 0 ] || { echo "RXE_PROVIDER=$provider needs root (a private mount of /etc/libibverbs.d); RXE_PROVIDER=system does not" >&2; exit 1; }
 # One directory per prefix; its content depends only on the prefix, so
 # concurrent runs (a server and its client) may write it at once.
 drv=${TMPDIR:-/tmp}/rxe-releases-drv/$(printf '%s' "$prefix" | cksum | cut -d' ' -f1)
