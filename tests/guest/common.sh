@@ -26,14 +26,14 @@ setup_rxe() {
 }
 
 # only <stock|ours> <label> cmd...: runs cmd seeing only that provider's
-# driver file (a private mount of /etc/libibverbs.d). Both log at info level
-# to $OUT/log/<label>.rxe_rs.log: a `context opened by rxe_rs` line there
+# driver file (a private mount of /etc/libibverbs.d, by $BIN/only, built
+# from tests/programs/only.c). Both log at info level to
+# $OUT/log/<label>.rxe_rs.log: a `context opened by rxe_rs` line there
 # proves ours served the run, and its absence that the stock one did.
 only() {
 	local p=$1 label=$2
 	shift 2
-	unshare -m sh -c 'mount --bind "$1" /etc/libibverbs.d && shift && exec "$@"' sh "/tmp/drv-$p" \
-		env VERBS_LOG_LEVEL=3 "VERBS_LOG_FILE=$OUT/log/$label.rxe_rs.log" "$@"
+	"$BIN/only" "/tmp/drv-$p" "$OUT/log/$label.rxe_rs.log" "$@"
 }
 
 # record <name> <provider> <exit status> <seconds>

@@ -14,7 +14,7 @@
 #   log/<name>.<pairing>.srv|cli  the programs' output; .rxe_rs.log beside it: ours' log
 #   <role>/setup.txt, <role>/finished
 set -u
-ROLE=$1 REPO=$2 OUT=$3
+ROLE=$1 REPO=$2 OUT=$3 BIN=$3/bin
 # only(): each program sees one provider's driver file.
 . "$REPO/tests/guest/common.sh"
 SYNC=$OUT/sync

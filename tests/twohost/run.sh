@@ -14,9 +14,11 @@ out=$1
 for f in librxe_rs.so rxe-rs; do
 	[ -e "$repo/target/release/$f" ] || { echo "target/release/$f is missing: run cargo build --release" >&2; exit 1; }
 done
-rm -rf "$out" && mkdir -p "$out/log" "$out/sync"
+rm -rf "$out" && mkdir -p "$out/log" "$out/sync" "$out/bin"
 # Absolute: the sandbox runs in it, and the guest is given paths in it.
 out=$(cd "$out" && pwd)
+# The launcher the guests' only() runs (tests/guest/common.sh).
+gcc -O2 -Wall -o "$out/bin/only" "$repo/tests/programs/only.c"
 kernel=$(ls /boot/vmlinuz-*-amd64 | sort -V | tail -1)
 
 # The wire is a TCP connection between the two qemus (the sandbox's
