@@ -68,7 +68,7 @@ wait_server() {
 			output_has "$out" "$WAIT_FOR_OUTPUT" && return
 		else
 			tcp_listening 4853 && return
-			[ $((i % 5)) = 4 ] && rdma resource show cm_id 2> /dev/null | grep -q LISTEN && return
+			[ $((i % 5)) = 4 ] && cm_listening && return
 		fi
 		i=$((i + 1))
 		sleep 0.2
@@ -80,6 +80,11 @@ output_has() {
 	local text=
 	[ -e "$1" ] && IFS= read -r -d '' text < "$1"
 	[[ $text == *"$2"* ]]
+}
+
+# cm_listening: an rdma_cm id is in LISTEN (a process of its own: rdma).
+cm_listening() {
+	rdma resource show cm_id 2> /dev/null | grep -q LISTEN
 }
 
 # tcp_listening <port, 4 hex digits>: a TCP socket listens on it (IPv4 or

@@ -106,10 +106,11 @@ rel_pp() {
 }
 
 release_cases() {
-	local r=$1 p=$2 rp=$1-$2 t
-	REL_WANT=$(rel_prefix "$r" "$p")-rdmav$(rel_abi "$r").so
+	local r=$1 p=$2 rp=$1-$2 t prefix
+	prefix=$(rel_prefix "$r" "$p")
+	REL_WANT=$prefix-rdmav$(rel_abi "$r").so
 	mkdir -p "/tmp/drv-$rp"
-	echo "driver $(rel_prefix "$r" "$p")" > "/tmp/drv-$rp/x.driver"
+	echo "driver $prefix" > "/tmp/drv-$rp/x.driver"
 
 	rel_case single devinfo "$r" "$p" ibv_devinfo -d rxe0 -v
 	cp "$OUT/log/devinfo.$rp.out" "$OUT/releases/devinfo.$rp.txt"

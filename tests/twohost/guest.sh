@@ -121,7 +121,7 @@ record_stat() {
 ready() {
 	case $READY in
 	tcp) tcp_listening 4853 ;;
-	cm) rdma resource show cm_id 2> /dev/null | grep -q LISTEN ;;
+	cm) cm_listening ;;
 	mckey) output_has "$1" 'receiving data transfers' ;;
 	esac
 }
