@@ -38,9 +38,6 @@ const _: () = assert!(core::mem::offset_of!(ib_uverbs_wc, dlid_path_bits) == cor
 struct Polling {
     /// The ring, or why it is gone (a resize whose new ring could not be mapped).
     ring: Result<Ring>,
-    /// Extended polling: the entry exposed to the application, if any.
-    cur: u32,
-    exposed: bool,
 }
 
 #[repr(C)]
@@ -64,7 +61,7 @@ impl Cq {
         object::try_box(Cq {
             // SAFETY: all-zero is a valid verbs_cq; libibverbs and the kernel fill it.
             vcq: UnsafeCell::new(unsafe { core::mem::zeroed() }),
-            polling: SpinLock::new(Polling { ring: Err(Errno(libc::ENXIO)), cur: 0, exposed: false }),
+            polling: SpinLock::new(Polling { ring: Err(Errno(libc::ENXIO)) }),
             exposed_wc: UnsafeCell::new(ptr::null()),
         })
     }
@@ -195,7 +192,6 @@ impl Cq {
         let new = map_ring(self.context(), &resp.drv.mi);
         let res = new.as_ref().map(|_| ()).map_err(|&(e, _)| (e, "mapping the new ring failed; polling this CQ now fails"));
         p.ring = new.map_err(|(e, _)| e);
-        p.exposed = false;
         res
     }
 
@@ -260,6 +256,14 @@ impl Cq {
 
     /// `ibv_next_poll` on the batch start_poll opened, without a guard.
     ///
+    /// The exposed entry is always the one at the ring's consumer index:
+    /// each step hands the previous entry back at once, as poll_cq does
+    /// (librxe holds them all until end_poll: a CQ sized to the work
+    /// outstanding can then overflow while the application re-posts inside
+    /// its batch). An empty step hands nothing back and moves nothing, so
+    /// the entry last exposed stays held until end_poll, and a next_poll
+    /// after ENOENT looks at the same next slot again.
+    ///
     /// # Safety
     /// This thread's start_poll on this CQ succeeded and end_poll has not
     /// run since (the verbs API's contract).
@@ -270,34 +274,23 @@ impl Cq {
         // SAFETY: start_poll succeeded only with a ring, and a resize, the
         // only thing that takes it, needs the lock we hold.
         let ring = unsafe { p.ring.as_ref().unwrap_unchecked() };
-        // In locals: the index stores below could alias these fields as
-        // far as the compiler knows, which would reload them.
-        let (base, shift) = ring.slots();
+        // In locals, taken before the Acquire load: the compiler would load
+        // them again after it.
+        let base = ring.slot_base();
         let consumer = ring.consumer_cell();
-        let produced = ring.producer_index_acquire();
-        let mut cur = p.cur;
-        if p.exposed {
-            cur = next_index(cur, ring.mask());
-            // Hand the finished entry back right away, as poll_cq does
-            // (librxe holds them all until end_poll: a CQ sized to the work
-            // outstanding can then overflow while the application re-posts
-            // inside its batch).
-            consumer.store(cur, Ordering::Release);
-        } else {
-            // After an ENOENT (the application polls on): set again below
-            // if it stays empty.
-            p.exposed = true;
+        // Only we write the consumer index, under the lock we hold; masked,
+        // so whatever the shared page holds, the slot is in the mapping.
+        // (In usize: as u32 it would be widened again for the offset below.)
+        let next = (consumer.load(Ordering::Relaxed) as usize + 1) & ring.mask() as usize;
+        if next == ring.producer_index_acquire() as usize {
+            return Err(ran_out());
         }
-        p.cur = cur;
-        if cur == produced {
-            p.exposed = false;
-            return Err(Errno(libc::ENOENT));
-        }
-        // SAFETY: the kernel published entry `cur` (Acquire above) and gets
-        // it back only at the next next_poll or end_poll; `cur` is masked,
+        consumer.store(next as u32, Ordering::Release);
+        // SAFETY: the kernel published entry `next` (Acquire above) and gets
+        // it back only at the next next_poll or end_poll; `next` is masked,
         // so the slot lies in the mapping, and map_ring checked that it
         // holds an ib_uverbs_wc.
-        let wc = unsafe { &*base.add((cur as usize) << shift).cast::<ib_uverbs_wc>() };
+        let wc = unsafe { &*base.add(next * ring.elem_size()).cast::<ib_uverbs_wc>() };
         expose_entry(self, wc);
         Ok(())
     }
@@ -307,18 +300,21 @@ impl Cq {
     // Inlined into its extern "C" entry: one call layer less on the hot path.
     #[inline(always)]
     pub(crate) fn start_poll(&self) -> Result<PollGuard<'_>> {
-        let mut p = self.polling.lock();
+        let p = self.polling.lock();
         let ring = p.ring.as_ref().map_err(|&e| e)?;
-        let cur = ring.consumer_index();
-        if cur == ring.producer_index_acquire() {
+        if ring.consumer_index() == ring.producer_index_acquire() {
             return Err(Errno(libc::ENOENT));
         }
-        p.cur = cur;
-        p.exposed = true;
         let guard = PollGuard { cq: self, p };
         guard.expose();
         Ok(guard)
     }
+}
+
+/// next_poll's ENOENT, out of the way of the path that finds an entry.
+#[cold]
+fn ran_out() -> Errno {
+    Errno(libc::ENOENT)
 }
 
 /// The body of the fast polls, under the lock `p` holds.
@@ -328,9 +324,11 @@ impl Cq {
 #[inline(always)]
 unsafe fn poll_locked(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> Result<i32> {
     let ring = p.ring.as_ref().map_err(|&e| e)?;
-    let (base, shift) = ring.slots();
+    let base = ring.slot_base();
     let mask = ring.mask();
-    let cons = ring.consumer_index();
+    let consumer = ring.consumer_cell();
+    let cons = consumer.load(Ordering::Relaxed);
+    let next = cons.wrapping_add(1) & mask;
     let ready = ring.producer_index_acquire().wrapping_sub(cons) & mask;
     // ready < 2^31 (the mask is a ring size less one), so a signed minimum
     // also covers a count of 0 or less.
@@ -343,12 +341,14 @@ unsafe fn poll_locked(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> R
     // mapping and map_ring checked that it holds an ib_uverbs_wc, which
     // has ibv_wc's layout (asserted at build time); `out` has room for
     // `ne` per the contract.
-    unsafe { ptr::copy_nonoverlapping(base.add(((cons & mask) as usize) << shift).cast::<ibv_wc>(), out, 1) };
+    unsafe { ptr::copy_nonoverlapping(base.add((cons & mask) as usize * ring.elem_size()).cast::<ibv_wc>(), out, 1) };
     if n > 1 {
         // SAFETY: as above.
         return Ok(unsafe { poll_more(p, out, ne) });
     }
-    ring.release(cons.wrapping_add(1));
+    // From locals: the copy into `out` could alias the ring's fields as far
+    // as the compiler knows, which would load them again.
+    consumer.store(next, Ordering::Release);
     Ok(1)
 }
 
@@ -365,14 +365,14 @@ unsafe fn poll_locked(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> R
 unsafe fn poll_more(p: FastGuard<'_, Polling>, out: *mut ibv_wc, ne: i32) -> i32 {
     // SAFETY: per the contract the ring is there.
     let ring = unsafe { p.ring.as_ref().unwrap_unchecked() };
-    let (base, shift) = ring.slots();
+    let base = ring.slot_base();
     let mask = ring.mask();
     let cons = ring.consumer_index();
     let ready = ring.producer_index_acquire().wrapping_sub(cons) & mask;
     // At least the two the caller saw: the kernel only adds entries.
     let n = ne.min(ready as i32) as u32;
     for i in 1..n {
-        let slot = ((cons.wrapping_add(i) & mask) as usize) << shift;
+        let slot = (cons.wrapping_add(i) & mask) as usize * ring.elem_size();
         // SAFETY: per the contract.
         unsafe { ptr::copy_nonoverlapping(base.add(slot).cast::<ibv_wc>(), out.add(i as usize), 1) };
     }
@@ -415,7 +415,7 @@ impl<'a> PollGuard<'a> {
     /// where the application reads them.
     fn expose(&self) {
         // SAFETY: the entry was published by the kernel and not yet released.
-        expose_entry(self.cq, unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) });
+        expose_entry(self.cq, unsafe { self.ring().entry::<ib_uverbs_wc>(self.ring().consumer_index()) });
     }
 
     /// `ibv_next_poll` through the guard (tests drive the poll this way).
@@ -432,7 +432,7 @@ impl<'a> PollGuard<'a> {
     pub(crate) fn current(&self) -> &ib_uverbs_wc {
         // SAFETY: as in expose(); after next() ran out this is the slot at
         // the producer index, which reads as stale but valid integers.
-        unsafe { self.ring().entry::<ib_uverbs_wc>(self.p.cur) }
+        unsafe { self.ring().entry::<ib_uverbs_wc>(self.ring().consumer_index()) }
     }
 
     /// The entry exposed last, for the `ibv_wc_read_*` functions, without
@@ -471,11 +471,8 @@ impl<'a> PollGuard<'a> {
 impl Drop for PollGuard<'_> {
     /// `ibv_end_poll`: hands back the exposed entry and unlocks.
     fn drop(&mut self) {
-        if self.p.exposed {
-            let next = next_index(self.p.cur, self.ring().mask());
-            self.ring().release(next);
-        }
-        self.p.exposed = false;
+        let ring = self.ring();
+        ring.release(next_index(ring.consumer_index(), ring.mask()));
     }
 }
 
@@ -582,6 +579,33 @@ mod tests {
         // librxe 44 reports a stale entry here; all were handed back.
         assert_eq!(cq.start_poll().err(), Some(Errno(libc::ENOENT)));
         assert_eq!(cq.with_ring(|r| r.sim_pending()), 0);
+    }
+
+    /// An empty next_poll moves nothing: the entry exposed last stays held
+    /// until end_poll, and a next_poll after it takes exactly the entry that
+    /// lands next, none skipped or seen twice, each handed back as the
+    /// following one is exposed.
+    #[test]
+    fn next_poll_after_enoent_resumes_at_the_next_entry() {
+        let cq = Cq::for_tests(Ring::heap(4, 64));
+        cq.with_ring(|r| r.sim_produce(wc(1, 0)));
+        // The guard holds the poll lock: the ring is reached through it.
+        let mut g = cq.start_poll().unwrap();
+        for _ in 0..2 {
+            assert_eq!(g.next(), Err(Errno(libc::ENOENT)));
+            assert_eq!(g.ring().sim_pending(), 1, "the exposed entry is still held");
+        }
+        // Around the ring more than once, with ENOENT between entries.
+        for id in 2..=9 {
+            g.ring().sim_produce(wc(id, 0));
+            g.next().unwrap();
+            assert_eq!(g.current().wr_id, id);
+            assert_eq!(g.ring().sim_pending(), 1, "only the exposed entry is held");
+            assert_eq!(g.next(), Err(Errno(libc::ENOENT)));
+        }
+        drop(g);
+        assert_eq!(cq.with_ring(|r| r.sim_pending()), 0);
+        assert_eq!(cq.start_poll().err(), Some(Errno(libc::ENOENT)));
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub(crate) struct Ring {
     buf: NonNull<rxe_queue_buf>,
     mask: u32,
     elem_shift: u32,
+    /// `1 << elem_shift`, for paths where an index becomes an offset best
+    /// in one multiply with the size read from memory (a shift needs its
+    /// count loaded into a register first): the CQ's. The send paths keep
+    /// the shift, which the compiler fits better into their registers.
+    elem_size: usize,
     backing: Backing,
 }
 
@@ -83,10 +88,12 @@ impl Ring {
         // SAFETY: the mapping holds at least the header (checked above), which
         // the kernel initialized before answering the command.
         let (mask, elem_shift) = unsafe { ((*buf.as_ptr()).index_mask, (*buf.as_ptr()).log2_elem_size) };
-        let ring = Ring { buf, mask, elem_shift, backing: Backing::Mapped { len } };
+        // elem_size is set once the geometry (elem_shift < 32) is checked.
+        let mut ring = Ring { buf, mask, elem_shift, elem_size: 0, backing: Backing::Mapped { len } };
         if !geometry_fits(mask, elem_shift, len) {
             return Err(Errno(libc::EINVAL)); // dropping `ring` unmaps it
         }
+        ring.elem_size = 1 << elem_shift;
         Ok(ring)
     }
 
@@ -104,15 +111,16 @@ impl Ring {
             (*buf.as_ptr()).index_mask = slots - 1;
             (*buf.as_ptr()).log2_elem_size = elem_size.trailing_zeros();
         }
-        Ring { buf, mask: slots - 1, elem_shift: elem_size.trailing_zeros(), backing: Backing::Heap { layout } }
+        Ring { buf, mask: slots - 1, elem_shift: elem_size.trailing_zeros(), elem_size, backing: Backing::Heap { layout } }
     }
 
     pub(crate) fn mask(&self) -> u32 {
         self.mask
     }
 
+    #[inline(always)]
     pub(crate) fn elem_size(&self) -> usize {
-        1 << self.elem_shift
+        self.elem_size
     }
 
     fn index(&self, field: *mut u32) -> &AtomicU32 {
@@ -138,13 +146,14 @@ impl Ring {
         unsafe { core::ptr::addr_of_mut!((*self.buf.as_ptr()).data).cast::<u8>().add(offset) }
     }
 
-    /// The address of slot 0 and the shift from an index to its offset,
-    /// for loops that keep them in registers: slot `i` starts at
-    /// `base + ((i & mask) << shift)`, inside the mapping (geometry_fits).
+    /// The address of slot 0, for paths that keep it in a register: slot
+    /// `i` starts at `base + (i & mask) * elem_size()`, inside the mapping
+    /// (geometry_fits). Read the size where it is multiplied: the compiler
+    /// then takes it from memory in the multiply itself.
     #[inline(always)]
-    pub(crate) fn slots(&self) -> (*mut u8, u32) {
+    pub(crate) fn slot_base(&self) -> *mut u8 {
         // SAFETY: addr_of_mut! makes no reference; the header is in bounds.
-        (unsafe { core::ptr::addr_of_mut!((*self.buf.as_ptr()).data).cast::<u8>() }, self.elem_shift)
+        unsafe { core::ptr::addr_of_mut!((*self.buf.as_ptr()).data).cast::<u8>() }
     }
 
     /// Address of slot `index` (taken modulo the ring size), for the fast
