@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/verbs_setup.h"
+
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "FATAL %s:%d: %s\n", __FILE__, __LINE__, #x); exit(2); } } while (0)
 
 enum { K = 128, MSG = 64 };	/* WRs per measured batch, message size */
@@ -109,39 +111,7 @@ static void post_recvs(struct ibv_qp *qp, int n, uint32_t len)
 		CHECK(!ibv_post_recv(qp, &w, &bad));
 }
 
-static void to_rts(struct ibv_qp *qp, enum ibv_qp_type type, uint32_t dest)
-{
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1 };
-	int mask = IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT;
-	if (type == IBV_QPT_UD) {
-		a.qkey = 0x11111111;
-		mask |= IBV_QP_QKEY;
-	} else {
-		a.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
-		mask |= IBV_QP_ACCESS_FLAGS;
-	}
-	CHECK(!ibv_modify_qp(qp, &a, mask));
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	if (type == IBV_QPT_UD) {
-		CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE));
-	} else {
-		a.path_mtu = IBV_MTU_1024; a.dest_qp_num = dest;
-		a.max_dest_rd_atomic = 1; a.min_rnr_timer = 12; a.ah_attr.is_global = 1; a.ah_attr.grh.dgid = gid;
-		a.ah_attr.grh.sgid_index = gid_index; a.ah_attr.grh.hop_limit = 1; a.ah_attr.port_num = 1;
-		CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-				     IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER));
-	}
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	if (type == IBV_QPT_UD) {
-		CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN));
-	} else {
-		a.timeout = 14; a.retry_cnt = 7; a.rnr_retry = 7; a.max_rd_atomic = 1;
-		CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-				     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC));
-	}
-}
+#define UD_QKEY 0x11111111
 
 static struct ibv_qp *make_qp(enum ibv_qp_type type, struct ibv_cq *scq, struct ibv_cq *rcq, uint64_t ops)
 {
@@ -240,10 +210,7 @@ int main(int argc, char **argv)
 	const char *name = argc > 1 ? argv[1] : "rxe0";
 	gid_index = argc > 2 ? atoi(argv[2]) : 1;
 	batches = argc > 3 ? atoi(argv[3]) : 8;
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
+	ctx = open_dev(name);
 	CHECK(ctx);
 	pd = ibv_alloc_pd(ctx);
 	buf = aligned_alloc(4096, 1 << 16);
@@ -259,12 +226,13 @@ int main(int argc, char **argv)
 	uint64_t rc_ops = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_RDMA_WRITE;
 	qa = make_qp(IBV_QPT_RC, ibv_cq_ex_to_cq(cqx), cq, rc_ops);
 	qb = make_qp(IBV_QPT_RC, cq, cq, rc_ops);
-	to_rts(qa, IBV_QPT_RC, qb->qp_num);
-	to_rts(qb, IBV_QPT_RC, qa->qp_num);
+	const unsigned remote = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+	CHECK(!rc_loopback(qa, qb->qp_num, &gid, gid_index, remote));
+	CHECK(!rc_loopback(qb, qa->qp_num, &gid, gid_index, remote));
 	qc = make_qp(IBV_QPT_UD, cq, cq, IBV_QP_EX_WITH_SEND);
 	qd = make_qp(IBV_QPT_UD, cq, cq, IBV_QP_EX_WITH_SEND);
-	to_rts(qc, IBV_QPT_UD, 0);
-	to_rts(qd, IBV_QPT_UD, 0);
+	CHECK(!ud_ready(qc, UD_QKEY));
+	CHECK(!ud_ready(qd, UD_QKEY));
 	xa = ibv_qp_to_qp_ex(qa);
 	xc = ibv_qp_to_qp_ex(qc);
 	CHECK(xa && xc);

@@ -14,11 +14,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/verbs_setup.h"
+
 static double now_ns(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e9 + t.tv_nsec;
+	return now_s() * 1e9;
 }
 
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "FATAL: %s\n", #x); exit(2); } } while (0)
@@ -27,12 +27,8 @@ int main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "rxe0";
 	int gid_index = argc > 2 ? atoi(argv[2]) : 1;
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	struct ibv_context *ctx = NULL;
+	struct ibv_context *ctx = open_dev(name);
 
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
 	CHECK(ctx);
 	struct ibv_pd *pd = ibv_alloc_pd(ctx);
 	char *buf = aligned_alloc(4096, 1 << 16);
@@ -82,20 +78,8 @@ int main(int argc, char **argv)
 	union ibv_gid gid;
 	CHECK(!ibv_query_gid(ctx, 1, gid_index, &gid));
 	struct ibv_qp *qs[2] = { qa, qb };
-	for (int k = 0; k < 2; k++) {
-		struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1 };
-		CHECK(!ibv_modify_qp(qs[k], &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS));
-		memset(&a, 0, sizeof(a));
-		a.qp_state = IBV_QPS_RTR; a.path_mtu = IBV_MTU_1024; a.dest_qp_num = qs[1 - k]->qp_num;
-		a.max_dest_rd_atomic = 1; a.min_rnr_timer = 12; a.ah_attr.is_global = 1; a.ah_attr.grh.dgid = gid;
-		a.ah_attr.grh.sgid_index = gid_index; a.ah_attr.grh.hop_limit = 1; a.ah_attr.port_num = 1;
-		CHECK(!ibv_modify_qp(qs[k], &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-				     IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER));
-		memset(&a, 0, sizeof(a));
-		a.qp_state = IBV_QPS_RTS; a.timeout = 14; a.retry_cnt = 7; a.rnr_retry = 7; a.max_rd_atomic = 1;
-		CHECK(!ibv_modify_qp(qs[k], &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-				     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC));
-	}
+	for (int k = 0; k < 2; k++)
+		CHECK(!rc_loopback(qs[k], qs[1 - k]->qp_num, &gid, gid_index, 0));
 	const int R = 2000;
 	double t0 = now_ns();
 	for (int i = 0; i < R; i++) {

@@ -21,6 +21,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "../lib/verbs_setup.h"
+
 #define CHECK(x) do { if (!(x)) { fprintf(stderr, "FATAL %s:%d: %s\n", __FILE__, __LINE__, #x); exit(2); } } while (0)
 
 static struct ibv_context *ctx;
@@ -29,30 +31,6 @@ static struct ibv_mr *mr;
 static char *buf;
 static union ibv_gid gid;
 static int gid_index;
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static void to_rts(struct ibv_qp *qp, uint32_t dest)
-{
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1,
-		.qp_access_flags = IBV_ACCESS_REMOTE_WRITE };
-	CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS));
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR; a.path_mtu = IBV_MTU_1024; a.dest_qp_num = dest;
-	a.max_dest_rd_atomic = 1; a.min_rnr_timer = 12; a.ah_attr.is_global = 1; a.ah_attr.grh.dgid = gid;
-	a.ah_attr.grh.sgid_index = gid_index; a.ah_attr.grh.hop_limit = 1; a.ah_attr.port_num = 1;
-	CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-			     IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER));
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS; a.timeout = 14; a.retry_cnt = 7; a.rnr_retry = 7; a.max_rd_atomic = 1;
-	CHECK(!ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC));
-}
 
 static struct ibv_qp *qa;
 static struct ibv_cq *scq;
@@ -105,14 +83,14 @@ static void contention(int posters, int pollers, double secs)
 	qa = ibv_create_qp(pd, &ia);
 	struct ibv_qp *qb = ibv_create_qp(pd, &ia);
 	CHECK(qa && qb);
-	to_rts(qa, qb->qp_num);
-	to_rts(qb, qa->qp_num);
+	CHECK(!rc_loopback(qa, qb->qp_num, &gid, gid_index, IBV_ACCESS_REMOTE_WRITE));
+	CHECK(!rc_loopback(qb, qa->qp_num, &gid, gid_index, IBV_ACCESS_REMOTE_WRITE));
 	pthread_t t[16];
 	atomic_store(&stop, 0);
 	atomic_store(&posted, 0);
 	atomic_store(&polled, 0);
 	atomic_store(&refused, 0);
-	double t0 = now();
+	double t0 = now_s();
 	for (int i = 0; i < pollers; i++)
 		CHECK(!pthread_create(&t[i], NULL, poller, NULL));
 	for (int i = 0; i < posters; i++)
@@ -122,14 +100,14 @@ static void contention(int posters, int pollers, double secs)
 	atomic_store(&stop, 1);
 	for (int i = 0; i < pollers + posters; i++)
 		pthread_join(t[i], NULL);
-	double el = now() - t0;
+	double el = now_s() - t0;
 	printf("bench post_rate.%dx%d %.0f\n", posters, pollers, atomic_load(&posted) / el);
 	printf("info post_refused.%dx%d %.0f\n", posters, pollers, atomic_load(&refused) / el);
 	fflush(stdout);
 	/* Let the kernel finish what is in flight before the QP goes. */
 	struct ibv_wc wc[16];
-	double until = now() + 5;
-	while (now() < until && ibv_poll_cq(scq, 16, wc) > 0)
+	double until = now_s() + 5;
+	while (now_s() < until && ibv_poll_cq(scq, 16, wc) > 0)
 		;
 	ibv_destroy_qp(qa);
 	ibv_destroy_qp(qb);
@@ -151,11 +129,11 @@ static void reg(size_t size, const char *label, int reps)
 	double *t = calloc(reps, sizeof(double));
 	CHECK(t);
 	for (int i = 0; i < reps; i++) {
-		double t0 = now();
+		double t0 = now_s();
 		struct ibv_mr *m = ibv_reg_mr(pd, p, size, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
 		CHECK(m);
 		CHECK(!ibv_dereg_mr(m));
-		t[i] = (now() - t0) * 1e6;
+		t[i] = (now_s() - t0) * 1e6;
 	}
 	qsort(t, reps, sizeof(double), cmpd);
 	printf("bench reg_mr.%s %.1f\n", label, t[reps / 2]);
@@ -170,10 +148,7 @@ int main(int argc, char **argv)
 	const char *name = argc > 1 ? argv[1] : "rxe0";
 	gid_index = argc > 2 ? atoi(argv[2]) : 1;
 	double secs = argc > 3 ? atof(argv[3]) : 2;
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
+	ctx = open_dev(name);
 	CHECK(ctx);
 	pd = ibv_alloc_pd(ctx);
 	buf = aligned_alloc(4096, 1 << 16);

@@ -22,9 +22,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/verbs_setup.h"
+
 static struct ibv_context *ctx;
 static struct ibv_pd *pd;
 static int gid_index = 1;
+static union ibv_gid gid;
 static char *buf;
 /* Capabilities the kernel granted the last QP pair (it rounds requests up). */
 static struct ibv_qp_cap granted;
@@ -70,41 +73,11 @@ struct pair {
 	struct ibv_srq *srq;
 };
 
-static void to_rts(struct ibv_qp *qp, uint32_t remote_qpn, int rts)
+/* An RC QP to RTS towards remote_qpn on our own GID. */
+static void connect_rc(struct ibv_qp *qp, uint32_t remote_qpn)
 {
-	union ibv_gid gid;
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1,
-		.qp_access_flags = IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ };
-
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
-		die("modify INIT");
-	if (ibv_query_gid(ctx, 1, gid_index, &gid))
-		die("query_gid");
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_1024;
-	a.dest_qp_num = remote_qpn;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 12;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.grh.dgid = gid;
-	a.ah_attr.grh.sgid_index = gid_index;
-	a.ah_attr.grh.hop_limit = 1;
-	a.ah_attr.port_num = 1;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-			  IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-		die("modify RTR");
-	if (!rts)
-		return;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.max_rd_atomic = 1;
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			  IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC))
-		die("modify RTS");
+	if ((errno = rc_loopback(qp, remote_qpn, &gid, gid_index, IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ)))
+		die("connect RC");
 }
 
 static void make_pair(struct pair *p, int send_wr, int recv_wr, int use_srq, int connect)
@@ -137,8 +110,8 @@ static void make_pair(struct pair *p, int send_wr, int recv_wr, int use_srq, int
 		die("create_qp");
 	granted = ia.cap;
 	if (connect) {
-		to_rts(p->a, p->b->qp_num, 1);
-		to_rts(p->b, p->a->qp_num, 1);
+		connect_rc(p->a, p->b->qp_num);
+		connect_rc(p->b, p->a->qp_num);
 	}
 }
 
@@ -417,8 +390,8 @@ static void cq_ex_polling(void)
 	b = ibv_create_qp(pd, &ia);
 	if (!a || !b)
 		die("create_qp");
-	to_rts(a, b->qp_num, 1);
-	to_rts(b, a->qp_num, 1);
+	connect_rc(a, b->qp_num);
+	connect_rc(b, a->qp_num);
 	post_recvs(b, 5);
 	for (int i = 0; i < 5; i++) {
 		struct ibv_sge s = { (uintptr_t)buf, 10 + i, mr->lkey };
@@ -607,18 +580,14 @@ static void memory_windows(void)
 int main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "rxe0";
-	struct ibv_device **list;
 
 	if (argc > 2)
 		gid_index = atoi(argv[2]);
-	list = ibv_get_device_list(NULL);
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
-	if (list)
-		ibv_free_device_list(list);
+	ctx = open_dev(name);
 	if (!ctx)
 		die("open device");
+	if (ibv_query_gid(ctx, 1, gid_index, &gid))
+		die("query_gid");
 	pd = ibv_alloc_pd(ctx);
 	buf = aligned_alloc(4096, BUF_SIZE);
 	mr = ibv_reg_mr(pd, buf, BUF_SIZE, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |

@@ -354,10 +354,7 @@ static void ex_status_scenario(void)
 
 static double now_ms(void)
 {
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+	return now_s() * 1e3;
 }
 
 /* Milliseconds from a post to its completion, by the given way of waiting. */

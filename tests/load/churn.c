@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/verbs_setup.h"
+
 static int gid_index = 1;
 
 static long count_fds(void)
@@ -132,14 +134,6 @@ static int cycle(struct ibv_device *dev)
 	return 0;
 }
 
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "rxe0";
@@ -163,7 +157,7 @@ int main(int argc, char **argv)
 	}
 	printf("figure fds_before %ld\nfigure mappings_before %ld\nfigure rss_kib_before %ld\n", count_fds(),
 	       count_maps(), rss_kib());
-	t0 = now();
+	t0 = now_s();
 	while (done < cycles) {
 		if (cycle(dev)) {
 			printf("# cycle %ld: %s failed: %s\n", done + 1, failed, strerror(failed_errno));
@@ -178,10 +172,10 @@ int main(int argc, char **argv)
 			printf("figure fds_at_%ld %ld\nfigure mappings_at_%ld %ld\nfigure rss_kib_at_%ld %ld\n", done, fds[k],
 			       done, maps[k], done, rss[k]);
 			/* A cycle that slows as cycles accumulate shows here. */
-			printf("figure seconds_at_%ld %.1f\n", done, now() - t0);
+			printf("figure seconds_at_%ld %.1f\n", done, now_s() - t0);
 		}
 	}
-	printf("figure cycles %ld\nfigure seconds %.1f\n", done, now() - t0);
+	printf("figure cycles %ld\nfigure seconds %.1f\n", done, now_s() - t0);
 	printf("case churn.cycles expect=cycles=%ld got=cycles=%ld\n", cycles, done);
 	if (done == cycles) {
 		printf("case churn.fd_growth expect=fds=0 got=fds=%ld\n", fds[1] - fds[0]);

@@ -52,6 +52,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/verbs_setup.h"
+
 #define NSEND 5
 #define SEND_RING 256		/* send buffers per sender */
 #define MSG_MAX 2048		/* RC message size limit */
@@ -62,6 +64,7 @@
 #define RQ_BUFS 256		/* p2_b's own receive queue */
 #define MAX_SEQ (1u << 24)	/* per sender; the run stops a sender there */
 #define MAGIC 0x50414b53u
+#define UD_QKEY 0x11111111
 
 enum scope { RC_POLL, RC_EX, UD, NSCOPE };
 static const char *scope_name[NSCOPE] = { "rc_poll_cq", "rc_ex_poll", "ud" };
@@ -127,14 +130,6 @@ static void die(const char *what)
 {
 	fprintf(stderr, "FATAL: %s: %s\n", what, strerror(errno));
 	exit(2);
-}
-
-static double now(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
 static int flag(int *f)
@@ -285,7 +280,7 @@ static int post(struct sender *s, uint64_t seq, int n, int *full, int *err)
 			if (s->ah) {
 				w[i].wr.ud.ah = s->ah;
 				w[i].wr.ud.remote_qpn = s->remote_qpn;
-				w[i].wr.ud.remote_qkey = 0x11111111;
+				w[i].wr.ud.remote_qkey = UD_QKEY;
 			}
 			w[i].next = i + 1 < n ? &w[i + 1] : NULL;
 		}
@@ -307,7 +302,7 @@ static int post(struct sender *s, uint64_t seq, int n, int *full, int *err)
 			s->qpx->wr_flags = IBV_SEND_SIGNALED;
 			ibv_wr_send(s->qpx);
 			if (s->ah)
-				ibv_wr_set_ud_addr(s->qpx, s->ah, s->remote_qpn, 0x11111111);
+				ibv_wr_set_ud_addr(s->qpx, s->ah, s->remote_qpn, UD_QKEY);
 			ibv_wr_set_sge(s->qpx, mr->lkey, (uintptr_t)send_buf(s, seq + i), msg_len(s, seq + i));
 		}
 		ret = ibv_wr_complete(s->qpx);
@@ -575,61 +570,12 @@ static struct ibv_qp *qp(enum ibv_qp_type type, struct ibv_cq *scq, struct ibv_c
 	return r;
 }
 
-static void to_init(struct ibv_qp *q)
-{
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1 };
-	int mask = IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT;
-
-	if (q->qp_type == IBV_QPT_UD) {
-		a.qkey = 0x11111111;
-		mask |= IBV_QP_QKEY;
-	} else {
-		mask |= IBV_QP_ACCESS_FLAGS;
-	}
-	if (ibv_modify_qp(q, &a, mask))
-		die("modify INIT");
-}
-
+/* An RC QP to RTS towards `remote`, waiting the shortest RNR time (1) when
+ * the responder has no receive posted. */
 static void connect_rc(struct ibv_qp *q, uint32_t remote, union ibv_gid *gid)
 {
-	struct ibv_qp_attr a = { 0 };
-
-	to_init(q);
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_1024;
-	a.dest_qp_num = remote;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 1;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.grh.dgid = *gid;
-	a.ah_attr.grh.sgid_index = gid_index;
-	a.ah_attr.grh.hop_limit = 1;
-	a.ah_attr.port_num = 1;
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-				 IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-		die("modify RTR");
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.max_rd_atomic = 1;
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-				 IBV_QP_MAX_QP_RD_ATOMIC))
-		die("modify RTS");
-}
-
-static void ud_ready(struct ibv_qp *q)
-{
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_RTR };
-
-	to_init(q);
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE))
-		die("modify UD RTR");
-	a.qp_state = IBV_QPS_RTS;
-	a.sq_psn = 0;
-	if (ibv_modify_qp(q, &a, IBV_QP_STATE | IBV_QP_SQ_PSN))
-		die("modify UD RTS");
+	if ((errno = rc_init_rtr(q, remote, gid, gid_index, 0, 1)) || (errno = rc_rts(q)))
+		die("connect RC");
 }
 
 static void sender_init(int id, int scope, int api, struct ibv_qp *q, struct ibv_cq *scq, struct ibv_cq_ex *scqx,
@@ -659,17 +605,12 @@ static void sender_init(int id, int scope, int api, struct ibv_qp *q, struct ibv
 
 static void setup(const char *name)
 {
-	struct ibv_device **list = ibv_get_device_list(NULL);
 	struct ibv_srq_init_attr sa = { .attr = { .max_wr = SRQ_BUFS, .max_sge = 1 } };
 	size_t send_mem = (size_t)NSEND * SEND_RING * MSG_MAX;
 	size_t size = send_mem + (size_t)SRQ_BUFS * RBUF + (size_t)RQ_BUFS * RBUF;
 	union ibv_gid gid;
 
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
-	if (list)
-		ibv_free_device_list(list);
+	ctx = open_dev(name);
 	if (!ctx)
 		die("open device");
 	size = (size + 4095) & ~(size_t)4095;
@@ -710,8 +651,8 @@ static void setup(const char *name)
 	connect_rc(p1_b, p1_a->qp_num, &gid);
 	connect_rc(p2_a, p2_b->qp_num, &gid);
 	connect_rc(p2_b, p2_a->qp_num, &gid);
-	ud_ready(u_a);
-	ud_ready(u_b);
+	if ((errno = ud_ready(u_a, UD_QKEY)) || (errno = ud_ready(u_b, UD_QKEY)))
+		die("UD QPs to RTS");
 
 	{
 		struct ibv_ah_attr aa = { .is_global = 1, .port_num = 1 };
@@ -794,14 +735,14 @@ int main(int argc, char **argv)
 		gid_index = atoi(argv[2]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	setup(name);
-	t0 = now();
+	t0 = now_s();
 	for (int i = 0; i < 8; i++)
 		if (pthread_create(&th[i], NULL, fn[i], i < NSEND ? (void *)&snd[i] : NULL))
 			die("pthread_create");
-	while (now() - t0 < secs)
+	while (now_s() - t0 < secs)
 		usleep(100000);
 	__atomic_store_n(&stop_send, 1, __ATOMIC_RELEASE);
-	t1 = now();
+	t1 = now_s();
 	/* Drain: until every scope has everything it posted, or the limit. */
 	for (;;) {
 		int drained = 1;
@@ -809,11 +750,11 @@ int main(int argc, char **argv)
 			drained &= scope_drained(s);
 		for (int i = 0; i < NSEND; i++)
 			drained &= completed_below(&snd[i]) >= __atomic_load_n(&snd[i].posted, __ATOMIC_ACQUIRE);
-		if (drained || now() - t1 > drain)
+		if (drained || now_s() - t1 > drain)
 			break;
 		usleep(50000);
 	}
-	t2 = now();
+	t2 = now_s();
 	__atomic_store_n(&stop_all, 1, __ATOMIC_RELEASE);
 	for (int i = 0; i < 8; i++)
 		pthread_join(th[i], NULL);

@@ -45,6 +45,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/verbs_setup.h"
+
 /* device_cap_flags_ex bits (kernel uapi ib_user_verbs.h, Linux >= 6.2). */
 #define CAP_FLUSH_GLOBAL (1ULL << 38)
 #define CAP_FLUSH_PERSISTENT (1ULL << 39)
@@ -186,29 +188,6 @@ static void setup_failed(int err)
 	_exit(0);
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-/* One completion within `secs`; 0 if none came. */
-static int poll_one(struct ibv_cq *cq, struct ibv_wc *wc, double secs)
-{
-	double end = now_s() + secs;
-
-	do {
-		int n = ibv_poll_cq(cq, 1, wc);
-		if (n < 0)
-			return 0;
-		if (n)
-			return 1;
-	} while (now_s() < end);
-	return 0;
-}
-
 /* Waits for one completion on cq; a missing one or an error status is the
  * case's outcome; a success of another opcode than `opcode` (-1: any) too. */
 static void expect_wc(struct ibv_cq *cq, int opcode, double secs)
@@ -269,19 +248,6 @@ struct env {
 	union ibv_gid gid;
 };
 
-static struct ibv_context *open_dev(const char *name)
-{
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	struct ibv_context *ctx = NULL;
-
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
-	if (list)
-		ibv_free_device_list(list);
-	return ctx;
-}
-
 static void base(struct env *e)
 {
 	at("open");
@@ -333,33 +299,7 @@ static struct ibv_mr *reg(struct env *e, void *p, size_t n, unsigned access)
  * its own GID back). Returns 0 or the failing errno. */
 static int rc_connect(struct env *e, struct ibv_qp *qp, uint32_t remote_qpn, unsigned access)
 {
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1, .qp_access_flags = access };
-	int rc;
-
-	if ((rc = ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS)))
-		return rc;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	a.path_mtu = IBV_MTU_1024;
-	a.dest_qp_num = remote_qpn;
-	a.max_dest_rd_atomic = 1;
-	a.min_rnr_timer = 12;
-	a.ah_attr.is_global = 1;
-	a.ah_attr.grh.dgid = e->gid;
-	a.ah_attr.grh.sgid_index = gid_index;
-	a.ah_attr.grh.hop_limit = 1;
-	a.ah_attr.port_num = 1;
-	if ((rc = ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-				IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER)))
-		return rc;
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTS;
-	a.timeout = 14;
-	a.retry_cnt = 7;
-	a.rnr_retry = 7;
-	a.max_rd_atomic = 1;
-	return ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
-			     IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC);
+	return rc_loopback(qp, remote_qpn, &e->gid, gid_index, access);
 }
 
 /* An RC pair. send_ops != 0: a is made with ibv_create_qp_ex and those ops,
@@ -426,23 +366,16 @@ static void ud_pair(struct env *e)
 	ia.sq_sig_all = 1;
 	ia.cap = (struct ibv_qp_cap){ .max_send_wr = 16, .max_recv_wr = 16, .max_send_sge = 1, .max_recv_sge = 1 };
 	for (int i = 0; i < 2; i++) {
-		struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = UD_QKEY };
 		struct ibv_qp *qp;
+		int rc;
 
 		at("create_qp_ud");
 		qp = *qps[i] = ibv_create_qp(e->pd, &ia);
 		if (!qp)
 			setup_failed(errno);
 		at("modify_ud");
-		if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY))
-			setup_failed(errno);
-		memset(&a, 0, sizeof(a));
-		a.qp_state = IBV_QPS_RTR;
-		if (ibv_modify_qp(qp, &a, IBV_QP_STATE))
-			setup_failed(errno);
-		a.qp_state = IBV_QPS_RTS;
-		if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_SQ_PSN))
-			setup_failed(errno);
+		if ((rc = ud_ready(qp, UD_QKEY)))
+			setup_failed(rc);
 	}
 	aa.grh.dgid = e->gid;
 	aa.grh.sgid_index = gid_index;

@@ -27,6 +27,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "../lib/verbs_setup.h"
+
 static struct ibv_pd *pd;
 static size_t page;
 /* Whether the kernel's rxe reports on-demand paging (ibv_query_device_ex):
@@ -274,8 +276,7 @@ int main(int argc, char **argv)
 {
 	const char *name = argc > 1 ? argv[1] : "rxe0";
 	int unpriv = argc > 3 && !strcmp(argv[2], "--unprivileged");
-	struct ibv_device **list = ibv_get_device_list(NULL);
-	struct ibv_context *ctx = NULL;
+	struct ibv_context *ctx;
 	char gb[32];
 
 	if (argc > 2 && !unpriv) {
@@ -284,9 +285,7 @@ int main(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	page = sysconf(_SC_PAGESIZE);
-	for (int i = 0; list && list[i]; i++)
-		if (!strcmp(ibv_get_device_name(list[i]), name))
-			ctx = ibv_open_device(list[i]);
+	ctx = open_dev(name);
 	if (!ctx || !(pd = ibv_alloc_pd(ctx))) {
 		fprintf(stderr, "cannot open %s or allocate a PD: %s\n", name, strerror(errno));
 		return 2;

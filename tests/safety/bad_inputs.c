@@ -163,7 +163,6 @@ static void rc_pair(struct env *e, uint64_t send_ops, int use_srq, int recvs)
 static void ud_qp(struct env *e)
 {
 	struct ibv_qp_init_attr ia = { 0 };
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = UD_QKEY };
 	struct ibv_ah_attr aa = { .is_global = 1, .port_num = 1 };
 	int rc;
 
@@ -177,15 +176,8 @@ static void ud_qp(struct env *e)
 	e->a = ibv_create_qp(e->pd, &ia);
 	if (!e->a)
 		setup_failed("create_qp_ud", errno);
-	if ((rc = ibv_modify_qp(e->a, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY)))
-		setup_failed("modify_INIT", rc);
-	memset(&a, 0, sizeof(a));
-	a.qp_state = IBV_QPS_RTR;
-	if ((rc = ibv_modify_qp(e->a, &a, IBV_QP_STATE)))
-		setup_failed("modify_RTR", rc);
-	a.qp_state = IBV_QPS_RTS;
-	if ((rc = ibv_modify_qp(e->a, &a, IBV_QP_STATE | IBV_QP_SQ_PSN)))
-		setup_failed("modify_RTS", rc);
+	if ((rc = ud_ready(e->a, UD_QKEY)))
+		setup_failed("ud_ready", rc);
 	if (ibv_query_gid(e->ctx, 1, gid_index, &aa.grh.dgid))
 		setup_failed("query_gid", errno);
 	aa.grh.sgid_index = gid_index;

@@ -43,18 +43,11 @@ static int works_on_pd(struct ibv_pd *pd, struct ibv_mr *mr, struct ibv_ah *ah)
 			.cap = { .max_send_wr = 4, .max_recv_wr = 4, .max_send_sge = 1, .max_recv_sge = 1 } };
 		struct ibv_qp *u = ibv_create_qp(pd, &ia);
 		struct ibv_mr *m = ibv_reg_mr(pd, buf, BUF, IBV_ACCESS_LOCAL_WRITE);
-		struct ibv_qp_attr at = { .qp_state = IBV_QPS_INIT, .port_num = 1, .qkey = 0x11111111 };
 		struct ibv_wc wc;
 		int n = 0, recvd = 0;
 
-		if (!u || !m || ibv_modify_qp(u, &at, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY))
+		if (!u || !m || (errno = ud_ready(u, 0x11111111)))
 			die("ud qp");
-		at.qp_state = IBV_QPS_RTR;
-		if (ibv_modify_qp(u, &at, IBV_QP_STATE))
-			die("ud rtr");
-		at.qp_state = IBV_QPS_RTS;
-		if (ibv_modify_qp(u, &at, IBV_QP_STATE | IBV_QP_SQ_PSN))
-			die("ud rts");
 		if (post_recv1(u, 7, buf + 8192, 256, m->lkey))
 			die("ud recv");
 		struct ibv_sge s = { (uintptr_t)buf + 16384, 64, m->lkey };
