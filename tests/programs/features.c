@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/child_case.h"
 #include "../lib/verbs_setup.h"
 
 /* device_cap_flags_ex bits (kernel uapi ib_user_verbs.h, Linux >= 6.2). */
@@ -65,7 +66,6 @@
 
 static const char *dev_name = "rxe0";
 static int gid_index = 1;
-static int out_fd = -1; /* the child's pipe to the parent */
 
 /* What the device reports (queried once, in the parent). */
 static struct {
@@ -138,25 +138,6 @@ static const char *signal_name(int sig)
 }
 
 /* ---- the child's side */
-
-/* Child -> parent, one line each: "at <step>" or "result <token> [k=v...]". */
-static void say(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(out_fd, line, n) != n)
-		_exit(3);
-}
 
 static const char *cur_step = "start";
 
@@ -938,51 +919,15 @@ static const struct kase {
 static void run_case(const struct kase *c)
 {
 	const char *expect = c->expect();
-	int p[2], status;
-	char buf[4096], result[512] = "", last_at[128] = "none";
-	size_t len = 0;
-	ssize_t n;
-	pid_t pid;
+	char out[4096], result[512], last_at[128];
+	int status;
 
 	if (!strcmp(expect, "skip")) {
 		printf("case %s expect=skip got=skip\n", c->name);
 		return;
 	}
-	if (pipe(p))
-		exit(2);
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		exit(2);
-	if (!pid) {
-		struct rlimit nocore = { 0, 0 };
-
-		close(p[0]);
-		out_fd = p[1];
-		setrlimit(RLIMIT_CORE, &nocore); /* crashes are possible: no core files */
-		alarm(CHILD_SECONDS);
-		c->run();
-		_exit(0);
-	}
-	close(p[1]);
-	while (len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		len += n;
-	}
-	buf[len] = 0;
-	close(p[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-		if (!strncmp(line, "at ", 3))
-			snprintf(last_at, sizeof(last_at), "%s", line + 3);
-		else if (!strncmp(line, "result ", 7))
-			snprintf(result, sizeof(result), "%s", line + 7);
-	}
+	status = run_in_child(c->run, CHILD_SECONDS, out, sizeof(out));
+	read_case_lines(out, result, sizeof(result), last_at, sizeof(last_at));
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
 		printf("case %s expect=%s got=timeout at=%s\n", c->name, expect, last_at);
 	else if (WIFSIGNALED(status))

@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include "safety.h"
+#include "../lib/child_case.h"
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -35,26 +36,6 @@
 #define CHILD_SECONDS 60
 
 static const char *dev_name = "rxe0";
-static int out_fd = -1; /* the child's pipe to the parent */
-
-/* Child -> parent, one line each: "at <step>" or "result <token> [k=v...]". */
-static void say(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (n > (int)sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	if (write(out_fd, line, n) != n)
-		_exit(3);
-}
 
 static void at(const char *step) { say("at %s", step); }
 
@@ -469,44 +450,10 @@ static const struct {
 /* Runs one case in a child and prints its line. */
 static void run_case(const char *name, const char *expect, void (*run)(void))
 {
-	int p[2], status;
-	char buf[4096], result[512] = "", last_at[128] = "none";
-	size_t len = 0;
-	ssize_t n;
-	pid_t pid;
+	char out[4096], result[512], last_at[128];
+	int status = run_in_child(run, CHILD_SECONDS, out, sizeof(out));
 
-	if (pipe(p))
-		exit(2);
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		exit(2);
-	if (!pid) {
-		struct rlimit nocore = { 0, 0 };
-
-		close(p[0]);
-		out_fd = p[1];
-		setrlimit(RLIMIT_CORE, &nocore); /* crashes are expected: no core files */
-		alarm(CHILD_SECONDS);
-		run();
-		_exit(0);
-	}
-	close(p[1]);
-	while (len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += n;
-	buf[len] = 0;
-	close(p[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-		if (!strncmp(line, "at ", 3))
-			snprintf(last_at, sizeof(last_at), "%s", line + 3);
-		else if (!strncmp(line, "result ", 7))
-			snprintf(result, sizeof(result), "%s", line + 7);
-	}
-	for (char *c = last_at; *c; c++)
-		if (*c == ' ')
-			*c = '_';
+	read_case_lines(out, result, sizeof(result), last_at, sizeof(last_at));
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
 		printf("case %s expect=%s got=timeout at=%s\n", name, expect, last_at);
 	else if (WIFSIGNALED(status))

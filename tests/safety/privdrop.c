@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include "safety.h"
+#include "../lib/child_case.h"
 #include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -105,25 +106,35 @@ static const char *fork_cases[] = { "fork_child_alloc_pd", "fork_child_dealloc_p
 				    "fork_child_dereg_mr" };
 #define FORK_CASES (sizeof(fork_cases) / sizeof(fork_cases[0]))
 
-static void fork_child(struct ibv_context *ctx, struct ibv_pd *pd, char *buf)
+/* The parent's context, PD and buffer, which the forked child uses. */
+static struct ibv_context *fork_ctx;
+static struct ibv_pd *fork_pd;
+static char *fork_buf;
+
+static void fork_child(void)
 {
 	struct step spd = STEP("fork_child_alloc_pd"), smr = STEP("fork_child_reg_mr");
 	const struct step *need_pd[] = { &spd, NULL }, *need_mr[] = { &smr, NULL };
 	struct ibv_pd *cpd;
 	struct ibv_mr *mr;
 
+	/* Its case lines go to the parent through the pipe. */
+	if (dup2(case_fd, STDOUT_FILENO) < 0)
+		_exit(2);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	errno = 0;
-	cpd = ibv_alloc_pd(ctx);
+	cpd = ibv_alloc_pd(fork_ctx);
 	set(&spd, cpd ? 0 : errno);
 	line(spd.name, "ok", spd.tok, NULL);
 	if (!blocked("fork_child_dealloc_pd", "ok", need_pd, NULL))
 		line("fork_child_dealloc_pd", "ok", tok(ibv_dealloc_pd(cpd)), NULL);
 	errno = 0;
-	mr = ibv_reg_mr(pd, buf, PAGE, IBV_ACCESS_LOCAL_WRITE);
+	mr = ibv_reg_mr(fork_pd, fork_buf, PAGE, IBV_ACCESS_LOCAL_WRITE);
 	set(&smr, mr ? 0 : errno);
 	line(smr.name, "ok", smr.tok, NULL);
 	if (!blocked("fork_child_dereg_mr", "ok", need_mr, NULL))
 		line("fork_child_dereg_mr", "ok", tok(ibv_dereg_mr(mr)), NULL);
+	fflush(stdout);
 }
 
 static void fork_section(void)
@@ -131,42 +142,16 @@ static void fork_section(void)
 	struct ibv_context *ctx = open_dev(dev_name);
 	struct ibv_pd *pd = ctx ? ibv_alloc_pd(ctx) : NULL;
 	char *buf = map_pages(PAGE), out[2048];
-	size_t len = 0;
-	ssize_t n;
-	int p[2], status;
-	pid_t pid;
+	int status;
 
 	if (!pd) {
 		fprintf(stderr, "fork section: cannot open %s or allocate a PD as root\n", dev_name);
 		exit(2);
 	}
-	if (pipe(p))
-		exit(2);
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		exit(2);
-	if (!pid) {
-		struct rlimit nocore = { 0, 0 };
-
-		setrlimit(RLIMIT_CORE, &nocore);
-		alarm(60);
-		/* The child's lines go through the pipe so that a crash loses none. */
-		if (dup2(p[1], STDOUT_FILENO) < 0)
-			_exit(2);
-		close(p[0]);
-		setvbuf(stdout, NULL, _IOLBF, 0);
-		fork_child(ctx, pd, buf);
-		fflush(stdout);
-		_exit(0);
-	}
-	close(p[1]);
-	while (len < sizeof(out) - 1 && (n = read(p[0], out + len, sizeof(out) - 1 - len)) > 0)
-		len += n;
-	out[len] = 0;
-	close(p[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	fork_ctx = ctx;
+	fork_pd = pd;
+	fork_buf = buf;
+	status = run_in_child(fork_child, 60, out, sizeof(out));
 	fputs(out, stdout);
 	/* Cases the child did not get to. */
 	for (unsigned i = 0; i < FORK_CASES; i++) {
