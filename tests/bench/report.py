@@ -111,10 +111,12 @@ def geo_mean_interval(ratios):
     percentile bootstrap of the mean log ratio (a fixed seed, so a report
     of the same files prints the same figures). The interval says whether
     the rounds tell the providers apart: one that holds 1.00 does not."""
+    resamples = 10000
     logs = [math.log(x) for x in ratios]
     rng = random.Random(1)
-    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(10000))
-    return math.exp(statistics.fmean(logs)), math.exp(means[250]), math.exp(means[9749])
+    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(resamples))
+    lo, hi = means[int(resamples * 0.025)], means[int(resamples * 0.975) - 1]
+    return math.exp(statistics.fmean(logs)), math.exp(lo), math.exp(hi)
 
 
 def paired(title, names):
