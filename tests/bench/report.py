@@ -26,6 +26,9 @@ VERBS = [
     ("poll_cq.empty", "ibv_poll_cq, empty CQ"),
     ("poll_cq_ex.per_completion", "ibv_start/next_poll, per completion"),
     ("req_notify_cq", "ibv_req_notify_cq"),
+    ("reg_mr.4KiB", "reg_mr+dereg_mr 4KiB"),
+    ("reg_mr.1MiB", "reg_mr+dereg_mr 1MiB"),
+    ("reg_mr.64MiB", "reg_mr+dereg_mr 64MiB"),
 ]
 
 
