@@ -32,8 +32,44 @@ VERBS = [
 ]
 
 
+# A cost line starts with its position: a line number, or with
+# --compress-pos a difference (+N, -N) or * for the same line.
+COST_LINE_START = tuple("0123456789+-*")
+
+
+def programs_own(text):
+    """The instructions the benchmark program executed itself (its loop,
+    building the WRs, reading the results), from a callgrind dump: the
+    self cost of its own object. Every other instruction of a region ran
+    below the application, in libibverbs, the provider or libc."""
+    names = {}  # compressed object ids -> paths
+    here = ""
+    own = 0
+    skip_next = False
+    for line in text.splitlines():
+        if skip_next:  # a call's inclusive cost, not the caller's own
+            skip_next = False
+        elif line.startswith("ob="):
+            m = re.match(r"ob=\((\d+)\)(?: (.*))?$", line)
+            if m and m[2]:
+                names[m[1]] = m[2]
+            here = names.get(m[1], "") if m else line[3:]
+        elif line.startswith("cob="):
+            m = re.match(r"cob=\((\d+)\) (.*)$", line)
+            if m:
+                names[m[1]] = m[2]
+        elif line.startswith("calls="):
+            skip_next = True
+        elif here.endswith("/icount") and line[:1] in COST_LINE_START:
+            fields = line.split()  # position, then Ir
+            if len(fields) > 1:
+                own += int(fields[1])
+    return own
+
+
 def icount():
-    """{(region, provider): instructions per call} from callgrind's dumps."""
+    """{(region, provider): (instructions per call, of which below the
+    application)} from callgrind's dumps."""
     sums = {}
     cg = out / "cg"
     if not cg.is_dir():
@@ -47,10 +83,11 @@ def icount():
         s = re.search(r"^summary: (\d+)$", text, re.M)
         if not d or not s or int(d[3]) or not int(d[2]):
             continue  # not a region, or one that met an empty poll
-        acc = sums.setdefault((d[1], m[1]), [0, 0])
+        acc = sums.setdefault((d[1], m[1]), [0, 0, 0])
         acc[0] += int(s[1])
-        acc[1] += int(d[2])
-    return {k: v[0] / v[1] for k, v in sums.items()}
+        acc[1] += int(s[1]) - programs_own(text)
+        acc[2] += int(d[2])
+    return {k: (v[0] / v[2], v[1] / v[2]) for k, v in sums.items()}
 
 
 def table(title, unit, rows):
@@ -66,7 +103,13 @@ def table(title, unit, rows):
 
 
 ic = icount()
-table("instructions per call (callgrind)", "", [(label, ic.get((k, "stock")), ic.get((k, "ours"))) for k, label in VERBS if (k, "stock") in ic or (k, "ours") in ic])
+def ic_rows(part):
+    def get(k, p):
+        v = ic.get((k, p))
+        return None if v is None else v[part]
+    return [(label, get(k, "stock"), get(k, "ours")) for k, label in VERBS if (k, "stock") in ic or (k, "ours") in ic]
+table("instructions per call (callgrind)", "", ic_rows(0))
+table("of which below the application", "", ic_rows(1))
 
 rows = {}
 rounds_of = {}  # name -> provider -> {round: value}, for the paired ratios
