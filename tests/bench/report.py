@@ -44,7 +44,7 @@ def programs_own(text):
     below the application, in libibverbs, the provider or libc."""
     names = {}  # compressed object ids -> paths
     here = ""
-    own = 0
+    own = None  # stays None if the program's object never shows
     skip_next = False
     for line in text.splitlines():
         if skip_next:  # a call's inclusive cost, not the caller's own
@@ -54,6 +54,8 @@ def programs_own(text):
             if m and m[2]:
                 names[m[1]] = m[2]
             here = names.get(m[1], "") if m else line[3:]
+            if here.endswith("/icount") and own is None:
+                own = 0
         elif line.startswith("cob="):
             m = re.match(r"cob=\((\d+)\) (.*)$", line)
             if m:
@@ -83,11 +85,12 @@ def icount():
         s = re.search(r"^summary: (\d+)$", text, re.M)
         if not d or not s or int(d[3]) or not int(d[2]):
             continue  # not a region, or one that met an empty poll
+        own = programs_own(text)
         acc = sums.setdefault((d[1], m[1]), [0, 0, 0])
         acc[0] += int(s[1])
-        acc[1] += int(s[1]) - programs_own(text)
+        acc[1] = None if own is None or acc[1] is None else acc[1] + int(s[1]) - own
         acc[2] += int(d[2])
-    return {k: (v[0] / v[2], v[1] / v[2]) for k, v in sums.items()}
+    return {k: (v[0] / v[2], None if v[1] is None else v[1] / v[2]) for k, v in sums.items()}
 
 
 def table(title, unit, rows):
@@ -106,7 +109,7 @@ ic = icount()
 def ic_rows(part):
     def get(k, p):
         v = ic.get((k, p))
-        return None if v is None else v[part]
+        return None if v is None else v[part]  # None: not measured, or not attributable
     return [(label, get(k, "stock"), get(k, "ours")) for k, label in VERBS if (k, "stock") in ic or (k, "ours") in ic]
 table("instructions per call (callgrind)", "", ic_rows(0))
 table("of which below the application", "", ic_rows(1))
