@@ -111,10 +111,43 @@ datapath_suite() {
 	pyverbs_suite
 }
 
+# Tests of the suite whose outcome races the kernel, through either
+# provider:
+# - test_resize_cq posts sends, then at once shrinks the CQ below the
+#   completions it expects there, and wants EINVAL. Kernels whose rxe sends
+#   from a work queue (7.x here) may not have completed them yet, and the
+#   resize then succeeds: seen failing through the stock librxe as well.
+# One of them that did not pass through ours is run PYVERBS_RERUNS times
+# more through each provider, alternating, into pyverbs.reruns.txt
+# ("<test id> <provider> ok|fail|skipped"); tests/vm.rs compares the pass counts.
+PYVERBS_RACY="tests.test_cq.CQTest.test_resize_cq"
+PYVERBS_RERUNS=20
+
+pyverbs_rerun_racy() {
+	local t i p
+	: > "$OUT/pyverbs.reruns.txt"
+	for t in $PYVERBS_RACY; do
+		grep -qE "^(FAIL|ERROR): [^ ]+ \($t\)$" "$OUT/pyverbs.ours.txt" || continue
+		for i in $(seq 1 "$PYVERBS_RERUNS"); do
+			for p in stock ours; do
+				# unittest names a test relative to the suite's package.
+				local outcome=fail
+				if (cd /tmp/pyv && only "$p" "pyverbs-rerun.$p" timeout 300 /usr/bin/python3 tests/run_tests.py --dev rxe0 --gid 1 -v "${t#tests.}") \
+					> "$OUT/pyverbs-rerun.last.txt" 2>&1; then
+					outcome=ok
+					grep -q "^OK (skipped" "$OUT/pyverbs-rerun.last.txt" && outcome=skipped
+				fi
+				echo "$t $p $outcome" >> "$OUT/pyverbs.reruns.txt"
+			done
+		done
+	done
+}
+
 # The pyverbs suite through each provider (also a suite of its own).
 pyverbs_suite() {
 	local p
 	for p in stock ours; do
 		pyverbs_run "$p"
 	done
+	pyverbs_rerun_racy
 }
