@@ -124,14 +124,14 @@ PYVERBS_RACY="tests.test_cq.CQTest.test_resize_cq"
 PYVERBS_RERUNS=20
 
 pyverbs_rerun_racy() {
-	local t i p
+	local t i p outcome
 	: > "$OUT/pyverbs.reruns.txt"
 	for t in $PYVERBS_RACY; do
 		grep -qE "^(FAIL|ERROR): [^ ]+ \($t\)$" "$OUT/pyverbs.ours.txt" || continue
 		for i in $(seq 1 "$PYVERBS_RERUNS"); do
 			for p in stock ours; do
 				# unittest names a test relative to the suite's package.
-				local outcome=fail
+				outcome=fail
 				if (cd /tmp/pyv && only "$p" "pyverbs-rerun.$p" timeout 300 /usr/bin/python3 tests/run_tests.py --dev rxe0 --gid 1 -v "${t#tests.}") \
 					> "$OUT/pyverbs-rerun.last.txt" 2>&1; then
 					outcome=ok
